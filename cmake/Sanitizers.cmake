@@ -1,0 +1,19 @@
+# VLMSERVE_SANITIZE: AddressSanitizer + UndefinedBehaviorSanitizer on all host code, -O1 -g (CI).
+# nvcc forwards the same flags to the host compiler for the host half of .cu files; device code is
+# checked by compute-sanitizer on the GPU machine instead (scripts/gpu/check.sh).
+if(VLMSERVE_SANITIZE)
+  set(_san -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_compile_options("$<$<COMPILE_LANGUAGE:CXX>:${_san};-O1;-g>")
+  string(REPLACE ";" "," _san_csv "${_san}")
+  add_compile_options("$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=${_san_csv}>")
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+# VLMSERVE_FUZZ: coverage instrumentation for libFuzzer on all code (clang only); the fuzz
+# executables add -fsanitize=fuzzer themselves (tests/CMakeLists.txt).
+if(VLMSERVE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "VLMSERVE_FUZZ=ON needs clang (configure with -DCMAKE_CXX_COMPILER=clang++)")
+  endif()
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
+endif()

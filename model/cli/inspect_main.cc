@@ -1,0 +1,240 @@
+// vlmserve-inspect: what a Gemma 3 checkpoint is, from its config.json — components and their
+// dimensions, parameters per component and in total, weight memory in bf16 and fp8, and KV-cache
+// bytes per token. Human-readable by default, `--json` for machines.
+//
+//   vlmserve-inspect MODEL_DIR                 reads MODEL_DIR/config.json
+//   vlmserve-inspect --config-only FILE        any config JSON, whatever its name
+//
+// Exit codes: 0 success, 1 the model/config is invalid or unreadable, 2 bad command line.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/config.h"
+#include "model/model_stats.h"
+
+namespace vlmserve {
+namespace {
+
+using nlohmann::ordered_json;
+
+// 4300079472 → "4,300,079,472".
+std::string Grouped(uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+std::string Gigabytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GB", static_cast<double>(bytes) / 1e9);
+  return buf;
+}
+
+ordered_json RopeJson(const RopeParams& r) {
+  return {{"rope_type", RopeTypeName(r.type)}, {"theta", r.theta}, {"factor", r.factor}};
+}
+
+std::string RopeText(const RopeParams& r) {
+  char buf[96];
+  if (r.type == RopeType::kLinear) {
+    std::snprintf(buf, sizeof(buf), "theta %g, linear scaling x%g", r.theta, r.factor);
+  } else {
+    std::snprintf(buf, sizeof(buf), "theta %g, no scaling", r.theta);
+  }
+  return buf;
+}
+
+struct Report {
+  std::string source;
+  Gemma3Config config;
+  ParameterCounts params;
+  MemoryEstimate memory;
+  uint64_t kv_context = 0;
+  uint64_t kv_context_bytes = 0;
+};
+
+std::vector<int64_t> GlobalLayers(const Gemma3TextConfig& t) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < t.layer_types.size(); ++i) {
+    if (t.layer_types[i] == LayerType::kFullAttention) out.push_back(static_cast<int64_t>(i));
+  }
+  return out;
+}
+
+ordered_json ToJson(const Report& r) {
+  const Gemma3Config& c = r.config;
+  const Gemma3TextConfig& t = c.text;
+  ordered_json j;
+  j["source"] = r.source;
+  j["model_type"] = c.model_type;
+  j["architecture"] = c.architecture;
+  j["dtype"] = c.dtype;
+  if (c.has_vision) {
+    const SiglipVisionConfig& v = c.vision;
+    j["vision_tower"] = {{"kind", "siglip"},
+                         {"layers", v.num_hidden_layers},
+                         {"hidden_size", v.hidden_size},
+                         {"attention_heads", v.num_attention_heads},
+                         {"head_dim", v.head_dim()},
+                         {"intermediate_size", v.intermediate_size},
+                         {"image_size", v.image_size},
+                         {"patch_size", v.patch_size},
+                         {"patches_per_image", v.num_patches()},
+                         {"pooling_head", v.use_head},
+                         {"parameters", r.params.vision_tower}};
+    j["projector"] = {{"pool_kernel", c.pool_kernel()},
+                      {"tokens_per_image", c.mm_tokens_per_image},
+                      {"input_dim", v.hidden_size},
+                      {"output_dim", t.hidden_size},
+                      {"parameters", r.params.projector}};
+  } else {
+    j["vision_tower"] = nullptr;
+    j["projector"] = nullptr;
+  }
+  j["language_model"] = {{"layers", t.num_hidden_layers},
+                         {"sliding_layers", t.NumLayersOfType(LayerType::kSlidingAttention)},
+                         {"global_layers", GlobalLayers(t)},
+                         {"sliding_window", t.sliding_window},
+                         {"hidden_size", t.hidden_size},
+                         {"attention_heads", t.num_attention_heads},
+                         {"kv_heads", t.num_key_value_heads},
+                         {"head_dim", t.head_dim},
+                         {"attention_scale", t.AttentionScale()},
+                         {"intermediate_size", t.intermediate_size},
+                         {"vocab_size", t.vocab_size},
+                         {"tied_lm_head", t.tie_word_embeddings},
+                         {"rope_global", RopeJson(t.rope_full)},
+                         {"rope_local", RopeJson(t.rope_sliding)},
+                         {"embedding_parameters", r.params.embedding},
+                         {"parameters", r.params.language_model}};
+  j["lm_head_parameters"] = r.params.lm_head;
+  j["total_parameters"] = r.params.total;
+  j["memory"] = {{"weights_bf16_bytes", r.memory.weights_bf16_bytes},
+                 {"weights_fp8_bytes", r.memory.weights_fp8_bytes},
+                 {"fp8_rule", "linear-layer matrices in 1 byte; embeddings, norms, biases in bf16"},
+                 {"kv_cache_bytes_per_token_per_layer", r.memory.kv_bytes_per_token_per_layer},
+                 {"kv_cache_bytes_per_token", r.memory.kv_bytes_per_token},
+                 {"kv_cache_context", r.kv_context},
+                 {"kv_cache_bytes_at_context", r.kv_context_bytes}};
+  return j;
+}
+
+void PrintText(const Report& r) {
+  const Gemma3Config& c = r.config;
+  const Gemma3TextConfig& t = c.text;
+  std::printf("%s\n", r.source.c_str());
+  std::printf("model            %s%s%s%s\n", c.model_type.c_str(),
+              c.architecture.empty() ? "" : (" (" + c.architecture + ")").c_str(),
+              c.dtype.empty() ? "" : ", stored as ", c.dtype.c_str());
+  if (c.has_vision) {
+    const SiglipVisionConfig& v = c.vision;
+    std::printf("vision tower     SigLIP: %ld layers, width %ld, %ld heads x %ld, MLP %ld; "
+                "%ld px images, patch %ld -> %ld x %ld = %ld patches%s\n",
+                v.num_hidden_layers, v.hidden_size, v.num_attention_heads, v.head_dim(),
+                v.intermediate_size, v.image_size, v.patch_size, v.patches_per_side(),
+                v.patches_per_side(), v.num_patches(),
+                v.use_head ? "; builds the unused pooling head" : "");
+    std::printf("projector        average-pool %ld x %ld -> %ld tokens per image, "
+                "RMSNorm(%ld), %ld -> %ld\n",
+                c.pool_kernel(), c.pool_kernel(), c.mm_tokens_per_image, v.hidden_size,
+                v.hidden_size, t.hidden_size);
+  }
+  std::string globals;
+  for (int64_t i : GlobalLayers(t)) globals += (globals.empty() ? "" : " ") + std::to_string(i);
+  std::printf("language model   %ld layers (%ld sliding-window %ld, %ld global: %s), width %ld, "
+              "%ld q / %ld kv heads x %ld, MLP %ld, vocab %ld, LM head %s\n",
+              t.num_hidden_layers, t.NumLayersOfType(LayerType::kSlidingAttention),
+              t.sliding_window, t.NumLayersOfType(LayerType::kFullAttention),
+              globals.empty() ? "none" : globals.c_str(), t.hidden_size, t.num_attention_heads,
+              t.num_key_value_heads, t.head_dim, t.intermediate_size, t.vocab_size,
+              t.tie_word_embeddings ? "tied to the embedding" : "separate");
+  std::printf("                 RoPE global: %s; local: %s; attention scale %g\n",
+              RopeText(t.rope_full).c_str(), RopeText(t.rope_sliding).c_str(),
+              t.AttentionScale());
+  std::printf("\nparameters\n");
+  if (c.has_vision) {
+    std::printf("  vision tower   %18s\n", Grouped(r.params.vision_tower).c_str());
+    std::printf("  projector      %18s\n", Grouped(r.params.projector).c_str());
+  }
+  std::printf("  language model %18s   (embedding %s)\n", Grouped(r.params.language_model).c_str(),
+              Grouped(r.params.embedding).c_str());
+  if (r.params.lm_head) std::printf("  LM head        %18s\n", Grouped(r.params.lm_head).c_str());
+  std::printf("  total          %18s\n", Grouped(r.params.total).c_str());
+  std::printf("\nweights in memory\n");
+  std::printf("  bf16           %18s bytes  %s\n", Grouped(r.memory.weights_bf16_bytes).c_str(),
+              Gigabytes(r.memory.weights_bf16_bytes).c_str());
+  std::printf("  fp8            %18s bytes  %s  (linear-layer matrices 1 byte; embeddings, norms, "
+              "biases bf16)\n",
+              Grouped(r.memory.weights_fp8_bytes).c_str(),
+              Gigabytes(r.memory.weights_fp8_bytes).c_str());
+  std::printf("\nKV cache (bf16)\n");
+  std::printf("  per token      %18s bytes  (%s per layer x %ld layers)\n",
+              Grouped(r.memory.kv_bytes_per_token).c_str(),
+              Grouped(r.memory.kv_bytes_per_token_per_layer).c_str(), t.num_hidden_layers);
+  std::printf("  at %-8s     %18s bytes  (sliding layers keep at most %ld tokens)\n",
+              Grouped(r.kv_context).c_str(), Grouped(r.kv_context_bytes).c_str(),
+              t.sliding_window);
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{
+      "vlmserve-inspect: describe a Gemma 3 model from its config.json: components and their "
+      "dimensions, parameters per component and in total, weight memory in bf16 and fp8, and "
+      "KV-cache bytes per token. The counts equal transformers' for the same config."};
+  std::string model_dir, config_file;
+  bool as_json = false;
+  uint64_t context = 4096;
+  app.add_option("MODEL_DIR", model_dir, "Checkpoint directory (reads MODEL_DIR/config.json)");
+  auto* cfg_opt = app.add_option("--config-only", config_file,
+                                 "Read this config JSON file instead of a checkpoint directory");
+  app.add_flag("--json", as_json, "Print one JSON object instead of the text report");
+  app.add_option("--context", context, "Context length for the KV-cache example (tokens)")
+      ->default_val(4096)
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 24));
+  cfg_opt->excludes(app.get_option("MODEL_DIR"));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (model_dir.empty() && config_file.empty()) {
+    std::fprintf(stderr, "vlmserve-inspect: give MODEL_DIR or --config-only FILE (see --help)\n");
+    return 2;
+  }
+
+  Report r;
+  r.source = config_file.empty() ? (std::filesystem::path(model_dir) / "config.json").string()
+                                 : config_file;
+  auto config = LoadGemma3Config(r.source);
+  if (!config.ok()) {
+    std::fprintf(stderr, "vlmserve-inspect: error: %s\n", config.status().ToString().c_str());
+    return 1;
+  }
+  r.config = std::move(config).value();
+  auto params = CountParameters(r.config);
+  auto memory = params.ok() ? EstimateMemory(r.config) : StatusOr<MemoryEstimate>(params.status());
+  auto kv = memory.ok() ? KvCacheBytes(r.config, context) : StatusOr<uint64_t>(memory.status());
+  if (!kv.ok()) {
+    std::fprintf(stderr, "vlmserve-inspect: error: %s\n", kv.status().ToString().c_str());
+    return 1;
+  }
+  r.params = *params;
+  r.memory = *memory;
+  r.kv_context = context;
+  r.kv_context_bytes = *kv;
+  if (as_json) {
+    std::printf("%s\n", ToJson(r).dump(2).c_str());
+  } else {
+    PrintText(r);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace vlmserve
+
+int main(int argc, char** argv) { return vlmserve::Run(argc, argv); }

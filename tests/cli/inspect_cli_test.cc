@@ -1,0 +1,102 @@
+// vlmserve-inspect as users run it: the real binary, its exit codes, its JSON and text output.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <sys/wait.h>
+
+#include "tests/test_paths.h"
+
+namespace vlmserve {
+namespace {
+
+using vlmserve::testing::FixturePath;
+
+struct Result {
+  int exit_code;
+  std::string out;  // stdout + stderr
+};
+
+Result RunInspect(const std::string& args) {
+  const std::string cmd = std::string(VLMSERVE_INSPECT_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(InspectCliTest, Published4BAsJson) {
+  Result r = RunInspect("--json --config-only " + FixturePath("configs/gemma3-4b-it.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["total_parameters"], 4300079472u);
+  EXPECT_EQ(j["vision_tower"]["parameters"], 416866032u);
+  EXPECT_EQ(j["vision_tower"]["patches_per_image"], 4096);
+  EXPECT_EQ(j["projector"]["parameters"], 2950272u);
+  EXPECT_EQ(j["projector"]["pool_kernel"], 4);
+  EXPECT_EQ(j["language_model"]["parameters"], 3880263168u);
+  EXPECT_EQ(j["language_model"]["global_layers"], nlohmann::json({5, 11, 17, 23, 29}));
+  EXPECT_EQ(j["memory"]["weights_bf16_bytes"], 8600158944u);
+  EXPECT_EQ(j["memory"]["kv_cache_bytes_per_token"], 139264u);
+}
+
+TEST(InspectCliTest, ModelDirTextReport) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("vlmserve_inspect_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(FixturePath("configs/gemma3-4b-it.json"), dir / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  Result r = RunInspect(dir.string());
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("total               4,300,079,472"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vision tower     SigLIP: 27 layers, width 1152, 16 heads x 72"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("8,600,158,944 bytes  8.60 GB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("139,264 bytes"), std::string::npos) << r.out;
+}
+
+TEST(InspectCliTest, TextOnlyModelHasNoVision) {
+  Result r = RunInspect("--json --config-only " + FixturePath("configs/gemma3-1b-text.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["vision_tower"].is_null());
+  EXPECT_EQ(j["total_parameters"], 999885952u);
+}
+
+TEST(InspectCliTest, ErrorsAreOneClearLineAndExitCode1) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("vlmserve_inspect_bad_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(path) << R"({"model_type": "gemma3", "text_config": {"num_key_value_heads": 3}})";
+  Result r = RunInspect("--config-only " + path.string());
+  std::filesystem::remove(path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "vlmserve-inspect: error: INVALID_ARGUMENT: " + path.string() +
+                       ": text_config.num_key_value_heads: 3 does not divide "
+                       "num_attention_heads 8 (grouped-query attention)\n");
+
+  Result missing = RunInspect("/nonexistent-model-dir");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find("NOT_FOUND: /nonexistent-model-dir/config.json: no such file"),
+            std::string::npos) << missing.out;
+}
+
+TEST(InspectCliTest, UsageErrorsExit2AndHelpExits0) {
+  EXPECT_EQ(RunInspect("").exit_code, 2);
+  EXPECT_EQ(RunInspect("--bogus-flag x").exit_code, 2);
+  EXPECT_EQ(RunInspect("dir --config-only f.json").exit_code, 2);
+  Result help = RunInspect("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--config-only"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vlmserve

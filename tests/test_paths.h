@@ -1,0 +1,28 @@
+// Where tests find their data: the committed fixtures (tests/fixtures) and the shared Gemma 3
+// reference files (../shared/gemma3 beside the checkout, or $VLMSERVE_SHARED_DIR/gemma3).
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace vlmserve::testing {
+
+inline std::string SourceDir() { return VLMSERVE_SOURCE_DIR; }  // set by tests/CMakeLists.txt
+
+inline std::string FixturePath(const std::string& rel) {
+  return SourceDir() + "/tests/fixtures/" + rel;
+}
+
+// "" when the shared folder is absent (tests that need it then skip, saying so).
+inline std::string SharedGemma3Dir() {
+  std::string dir;
+  if (const char* env = std::getenv("VLMSERVE_SHARED_DIR"); env && *env) {
+    dir = std::string(env) + "/gemma3";
+  } else {
+    dir = SourceDir() + "/../shared/gemma3";
+  }
+  return std::filesystem::is_directory(dir) ? dir : "";
+}
+
+}  // namespace vlmserve::testing
