@@ -10,8 +10,10 @@ if(NOT GTest_FOUND)
     set(INSTALL_GTEST OFF CACHE BOOL "" FORCE)
     set(BUILD_GMOCK OFF CACHE BOOL "" FORCE)
     add_subdirectory(${VLMSERVE_GTEST_SOURCE_DIR} ${CMAKE_BINARY_DIR}/_gtest EXCLUDE_FROM_ALL)
-    add_library(GTest::gtest ALIAS gtest)
-    add_library(GTest::gtest_main ALIAS gtest_main)
+    if(NOT TARGET GTest::gtest)  # GoogleTest ≥ 1.11 defines these aliases itself
+      add_library(GTest::gtest ALIAS gtest)
+      add_library(GTest::gtest_main ALIAS gtest_main)
+    endif()
   else()
     message(FATAL_ERROR "GoogleTest not found: install libgtest-dev (scripts/bootstrap.sh does) or "
                         "pass -DVLMSERVE_GTEST_SOURCE_DIR=<googletest source tree>")

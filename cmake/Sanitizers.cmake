@@ -2,10 +2,12 @@
 # nvcc forwards the same flags to the host compiler for the host half of .cu files; device code is
 # checked by compute-sanitizer on the GPU machine instead (scripts/gpu/check.sh).
 if(VLMSERVE_SANITIZE)
-  set(_san -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  set(_san -fsanitize=address -fsanitize=undefined -fno-omit-frame-pointer
+           -fno-sanitize-recover=all)
   add_compile_options("$<$<COMPILE_LANGUAGE:CXX>:${_san};-O1;-g>")
-  string(REPLACE ";" "," _san_csv "${_san}")
-  add_compile_options("$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=${_san_csv}>")
+  # -Xcompiler splits its argument at commas, so each flag is passed on its own.
+  list(TRANSFORM _san PREPEND "-Xcompiler=" OUTPUT_VARIABLE _san_cuda)
+  add_compile_options("$<$<COMPILE_LANGUAGE:CUDA>:${_san_cuda}>")
   add_link_options(-fsanitize=address,undefined)
 endif()
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bundle.sh (runs HERE, on the CPU machine) — build everything the GPU check needs for sm_90 with
+# -lineinfo into build-gpu/, and copy the binaries plus every shared library they need that is
+# neither glibc nor CUDA into .gpu-bundle/ (git-ignored, ≤ 40 MiB), ready to travel with
+#   run(command="scripts/gpu/check.sh", carry=[".gpu-bundle"]).
+#
+# Layout of .gpu-bundle/:
+#   bin/            test and benchmark binaries
+#   lib/            non-glibc, non-CUDA shared libraries (gRPC, protobuf, ... when a binary needs them)
+#   lib-fallback/   libstdc++ / libgcc_s, used there only if the machine's own are missing or too old
+#   googletest/     GoogleTest sources for plan B (a native minimal build on the GPU machine)
+#   MANIFEST        commit, date, build flags, what was copied
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BUILD=build-gpu
+BUNDLE=.gpu-bundle
+MAX_MIB=40
+TARGETS=(vlmserve_gpu_tests vlmserve_kernel_ref_tests vlmserve_bench_gemm vlmserve-inspect)
+
+command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
+command -v nvcc >/dev/null || { echo "bundle.sh: nvcc not found; the GPU bundle needs the CUDA toolkit" >&2; exit 1; }
+scripts/bootstrap.sh --deps-only
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVLMSERVE_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DVLMSERVE_LINEINFO=ON >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]}"
+
+rm -rf "$BUNDLE"
+mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/lib-fallback"
+for t in "${TARGETS[@]}"; do cp "$BUILD/bin/$t" "$BUNDLE/bin/"; done
+
+# glibc's own libraries and the CUDA libraries (the GPU machine has its own, matching its driver)
+# never travel. libstdc++/libgcc_s go to lib-fallback/: a newer system's copies are backward
+# compatible and must win, or CUDA libraries built against them could break.
+is_glibc() { [[ "$1" =~ ^(libc|libm|libdl|libpthread|librt|libresolv|libutil|libanl|ld-linux-x86-64)\.so ]]; }
+is_cuda() { [[ "$1" =~ ^(libcuda|libcudart|libcublas|libcublasLt|libnvrtc|libnvJitLink|libcudnn)[.-] ]]; }
+copied=()
+for bin in "$BUNDLE"/bin/*; do
+  while read -r name path; do
+    [[ -z "$path" || "$path" == "not" ]] && { echo "bundle.sh: $bin needs $name, not found here" >&2; exit 1; }
+    is_glibc "$name" && continue
+    is_cuda "$name" && continue
+    dest="$BUNDLE/lib"
+    [[ "$name" =~ ^(libstdc\+\+|libgcc_s)\.so ]] && dest="$BUNDLE/lib-fallback"
+    if [[ ! -e "$dest/$name" ]]; then cp -L "$path" "$dest/$name"; copied+=("$name"); fi
+  done < <(ldd "$bin" | awk '/=>/ {print $1, $3}')
+done
+
+# Plan B material: GoogleTest sources (Debian's googletest package) for a native minimal build.
+if [[ -d /usr/src/googletest ]]; then
+  cp -r /usr/src/googletest "$BUNDLE/googletest"
+fi
+
+{
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "built on: $(. /etc/os-release && echo "$PRETTY_NAME"), $(ldd --version | head -1)"
+  echo "nvcc: $(nvcc --version | tail -1)"
+  echo "flags: Release, CUDA arch 90, -lineinfo"
+  echo "binaries: ${TARGETS[*]}"
+  echo "libraries copied: ${copied[*]:-none}"
+} > "$BUNDLE/MANIFEST"
+
+size_mib=$(( $(du -sb "$BUNDLE" | cut -f1) / 1048576 ))
+cat "$BUNDLE/MANIFEST"
+echo "bundle: $BUNDLE, ${size_mib} MiB"
+if (( size_mib > MAX_MIB )); then
+  echo "bundle.sh: bundle is ${size_mib} MiB, over the ${MAX_MIB} MiB budget" >&2
+  exit 1
+fi

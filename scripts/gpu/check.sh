@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# check.sh (runs THERE, on the GPU machine, from the repository root) — the prepared GPU check:
+#   1. machine facts (GPU, driver, glibc, where libcudart/libcublasLt are, PyTorch)
+#   2. the GPU tests from .gpu-bundle (or, plan B, a native minimal build if those don't start)
+#   3. compute-sanitizer --tool memcheck on them ("unavailable" where it cannot run, not a failure)
+#   4. the kernel benchmarks next to PyTorch's on the same shapes
+# and writes logs + JSON to $OUT (at most 8 files come back):
+#   machine.txt summary.txt gpu_tests.log gpu_tests.json ref_tests.log sanitizer.log
+#   bench_gemm.json bench_torch_gemm.json
+#
+#   scripts/gpu/check.sh          on the GPU machine (device tool: carry [".gpu-bundle"])
+#   scripts/gpu/check.sh --dry    rehearsal here: same steps, tests skip, tools report unavailable
+#
+# Prepare the bundle first, here: scripts/gpu/bundle.sh
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+DRY=0
+[[ "${1:-}" == "--dry" ]] && DRY=1
+OUT="${OUT:-}"
+if [[ -z "$OUT" ]]; then OUT=/tmp/vlmserve-gpu-check; fi
+mkdir -p "$OUT"
+BUNDLE="$ROOT/.gpu-bundle"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+T0=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - T0 ))s"; }
+
+say "vlmserve GPU check $( ((DRY)) && echo '(DRY RUN on a machine without GPU)') — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+if [[ ! -x "$BUNDLE/bin/vlmserve_gpu_tests" ]]; then
+  say "FAIL: $BUNDLE/bin/vlmserve_gpu_tests missing — run scripts/gpu/bundle.sh here and carry .gpu-bundle"
+  exit 1
+fi
+say "bundle: $(head -1 "$BUNDLE/MANIFEST")"
+
+# ---- 1. machine -------------------------------------------------------------------------------
+{
+  echo "== uname"; uname -a
+  echo "== os"; grep PRETTY_NAME /etc/os-release
+  echo "== glibc"; ldd --version | head -1
+  echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "nvidia-smi unavailable"
+  echo "== nvidia-smi query"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit \
+    --format=csv 2>&1 || true
+  echo "== nvcc"; (nvcc --version || /usr/local/cuda/bin/nvcc --version) 2>&1 | tail -2
+  echo "== compute-sanitizer"; command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>&1
+  echo "== ldconfig cuda"; ldconfig -p | grep -E 'cublas|cudart' || echo "(none in ldconfig)"
+  echo "== /usr/local/cuda*/lib64"; ls -d /usr/local/cuda* 2>&1; ls /usr/local/cuda*/lib64 2>/dev/null | grep -E 'cublas|cudart' | sort -u
+  echo "== python/torch"
+  python3 -c 'import torch, sys; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1 | tail -1
+  echo "== bundle MANIFEST"; cat "$BUNDLE/MANIFEST"
+} > "$OUT/machine.txt" 2>&1
+say "machine: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo 'no nvidia-smi'); $(ldd --version | head -1)"
+
+# ---- 2. libraries and the binaries to run -----------------------------------------------------
+find_cublaslt_dir() {
+  ldconfig -p | grep -q 'libcublasLt.so.13 ' && { echo ""; return; }
+  local d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 /usr/local/cuda*/targets/x86_64-linux/lib \
+           $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in ("cu13", "cublas")))' 2>/dev/null); do
+    [[ -e "$d/libcublasLt.so.13" ]] && { echo "$d"; return; }
+  done
+  echo "NOTFOUND"
+}
+CUBLAS_DIR=$(find_cublaslt_dir)
+export LD_LIBRARY_PATH="$BUNDLE/lib${CUBLAS_DIR:+:$CUBLAS_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+say "libcublasLt.so.13: ${CUBLAS_DIR:-found by ldconfig}"
+if ldd "$BUNDLE/bin/vlmserve_gpu_tests" | grep -qE 'lib(stdc\+\+|gcc_s).*not found'; then
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$BUNDLE/lib-fallback"
+  say "using the bundled libstdc++/libgcc_s (the machine has none)"
+fi
+BIN="$BUNDLE/bin"
+if ! "$BIN/vlmserve_gpu_tests" --gtest_list_tests > "$OUT/startup.tmp" 2>&1; then
+  say "bundled binaries do not start here: $(tail -2 "$OUT/startup.tmp" | tr '\n' ' ')"
+  say "plan B: native minimal build (VLMSERVE_MINIMAL=ON) with this machine's cmake/nvcc"
+  export PATH="/usr/local/cuda/bin:$PATH"
+  if cmake -S . -B build-native -G Ninja -DCMAKE_BUILD_TYPE=Release -DVLMSERVE_MINIMAL=ON \
+       -DVLMSERVE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=native -DVLMSERVE_LINEINFO=ON \
+       -DVLMSERVE_GTEST_SOURCE_DIR="$BUNDLE/googletest" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \
+       > "$OUT/startup.tmp" 2>&1 &&
+     cmake --build build-native -j "$(nproc)" >> "$OUT/startup.tmp" 2>&1; then
+    BIN="$ROOT/build-native/bin"
+    say "plan B build ok ($(elapsed))"
+  else
+    say "FAIL: plan B build failed: $(tail -5 "$OUT/startup.tmp" | tr '\n' ' ')"
+    cp "$OUT/startup.tmp" "$OUT/gpu_tests.log"
+  fi
+fi
+rm -f "$OUT/startup.tmp"
+
+# ---- 3. tests -----------------------------------------------------------------------------------
+FAILED=0
+run_tests() {  # name binary log json
+  timeout 300 "$2" --gtest_output="json:$4" > "$3" 2>&1
+  local rc=$?
+  local line
+  line=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?' "$3" | tr '\n' ' ')
+  if [[ $rc -eq 0 ]]; then say "$1: ok — $line"; else say "FAIL $1 (exit $rc): $line"; FAILED=1; fi
+}
+run_tests "GPU tests" "$BIN/vlmserve_gpu_tests" "$OUT/gpu_tests.log" "$OUT/gpu_tests.json"
+run_tests "CPU reference tests" "$BIN/vlmserve_kernel_ref_tests" "$OUT/ref_tests.log" "$OUT/ref_tests.json"
+rm -f "$OUT/ref_tests.json"  # keep the file count within what comes back
+skipped=$(grep -oP '\[  SKIPPED \] \K[0-9]+(?= tests?, listed below)' "$OUT/gpu_tests.log" || echo 0)
+if ((DRY)); then
+  say "GPU tests skipped: ${skipped:-0} (expected in a dry run: no GPU here)"
+elif [[ "${skipped:-0}" != 0 ]]; then
+  say "FAIL: ${skipped} GPU test(s) skipped on a GPU machine"; FAILED=1
+fi
+
+# ---- 4. compute-sanitizer memcheck --------------------------------------------------------------
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+if [[ -z "$SAN" ]]; then
+  echo "compute-sanitizer not found" > "$OUT/sanitizer.log"
+  say "memcheck: unavailable (compute-sanitizer not found)"
+else
+  timeout 300 "$SAN" --tool memcheck --error-exitcode 99 --leak-check full \
+    "$BIN/vlmserve_gpu_tests" > "$OUT/sanitizer.log" 2>&1
+  rc=$?
+  summary_line=$(grep -m1 'ERROR SUMMARY' "$OUT/sanitizer.log")
+  if [[ $rc -eq 0 && -n "$summary_line" ]]; then
+    say "memcheck: clean — $summary_line"
+  elif [[ $rc -eq 99 ]]; then
+    say "FAIL memcheck: $summary_line (see sanitizer.log)"; FAILED=1
+  elif [[ -z "$summary_line" ]]; then
+    say "memcheck: unavailable on this machine (exit $rc: $(grep -m1 -iE 'error|unable|not supported' "$OUT/sanitizer.log"))"
+  else
+    say "FAIL memcheck run (exit $rc): $summary_line"; FAILED=1
+  fi
+fi
+
+# ---- 5. benchmarks next to PyTorch ------------------------------------------------------------
+timeout 300 "$BIN/vlmserve_bench_gemm" > "$OUT/bench_gemm.json" 2> "$OUT/bench.err" ||
+  { say "FAIL gemm benchmark: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"; FAILED=1; }
+if python3 -c 'import torch' 2>/dev/null; then
+  timeout 300 python3 bench/torch_gemm_baseline.py > "$OUT/bench_torch_gemm.json" 2>> "$OUT/bench.err" ||
+    say "torch baseline failed: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"
+else
+  echo '{"bench": "torch_gemm", "skipped": "no PyTorch on this machine"}' > "$OUT/bench_torch_gemm.json"
+fi
+rm -f "$OUT/bench.err"
+python3 - "$OUT/bench_gemm.json" "$OUT/bench_torch_gemm.json" <<'PY' | tee -a "$SUMMARY"
+import json, sys
+def load(p):
+    try:
+        return json.load(open(p))
+    except Exception as e:
+        return {"skipped": f"unreadable: {e}"}
+ours, torch = load(sys.argv[1]), load(sys.argv[2])
+if "results" not in ours:
+    print("gemm benchmark:", ours.get("skipped", "no results")); sys.exit()
+base = {r["name"]: r for r in torch.get("results", [])}
+print(f"gemm (bf16, cuBLASLt) on {ours.get('device','?')}; torch.matmul: {torch.get('skipped', torch.get('torch',''))}")
+print(f"{'shape':18s} {'m':>5s} {'n':>6s} {'k':>6s} {'ours us':>9s} {'TFLOP/s':>8s} {'torch us':>9s} {'TFLOP/s':>8s} {'speedup':>7s}")
+for r in ours["results"]:
+    b = base.get(r["name"])
+    tb = f"{b['median_us']:9.1f} {b['tflops']:8.1f} {b['median_us']/r['median_us']:7.2f}" if b else f"{'-':>9s} {'-':>8s} {'-':>7s}"
+    print(f"{r['name']:18s} {r['m']:5d} {r['n']:6d} {r['k']:6d} {r['median_us']:9.1f} {r['tflops']:8.1f} {tb}")
+PY
+
+say "total $(elapsed); result: $( ((FAILED)) && echo FAILED || echo ok)"
+exit $FAILED
