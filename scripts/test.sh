@@ -45,7 +45,7 @@ stage bootstrap scripts/bootstrap.sh --build-dir build-asan --type Debug --sanit
 stage ctest ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 600
 
 fuzz_smoke() {
-  cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+  cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_COMPILER=clang++ -DVLMSERVE_CUDA=OFF -DVLMSERVE_FUZZ=ON -DVLMSERVE_SANITIZE=ON \
     >/dev/null
   local targets
