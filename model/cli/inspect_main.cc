@@ -1,17 +1,20 @@
-// vlmserve-inspect: what a Gemma 3 checkpoint is, from its config.json — components and their
-// dimensions, parameters per component and in total, weight memory in bf16 and fp8, and KV-cache
-// bytes per token. Human-readable by default, `--json` for machines.
+// vlmserve-inspect: what a Gemma 3 checkpoint is — components and their dimensions, parameters per
+// component and in total, weight memory in bf16 and fp8, KV-cache bytes per token, and (for a
+// checkpoint directory) the stored weights: files, dtype, naming convention, parameters counted
+// from the actual tensors after full validation. Human-readable by default, `--json` for machines.
 //
-//   vlmserve-inspect MODEL_DIR                 reads MODEL_DIR/config.json
+//   vlmserve-inspect MODEL_DIR                 config.json + model.safetensors[.index.json]
 //   vlmserve-inspect --config-only FILE        any config JSON, whatever its name
 //
 // Exit codes: 0 success, 1 the model/config is invalid or unreadable, 2 bad command line.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/model_stats.h"
 
@@ -51,8 +54,16 @@ std::string RopeText(const RopeParams& r) {
   return buf;
 }
 
+struct StoredWeights {
+  std::vector<std::string> files;
+  std::string dtype, naming;
+  uint64_t tensor_bytes = 0;
+  ParameterCounts params;
+};
+
 struct Report {
   std::string source;
+  std::optional<StoredWeights> weights;  // absent with --config-only
   Gemma3Config config;
   ParameterCounts params;
   MemoryEstimate memory;
@@ -114,6 +125,20 @@ ordered_json ToJson(const Report& r) {
                          {"rope_local", RopeJson(t.rope_sliding)},
                          {"embedding_parameters", r.params.embedding},
                          {"parameters", r.params.language_model}};
+  if (r.weights) {
+    const StoredWeights& w = *r.weights;
+    ordered_json stored = {{"total", w.params.total}, {"language_model", w.params.language_model},
+                           {"lm_head", w.params.lm_head}};
+    if (c.has_vision) {
+      stored["vision_tower"] = w.params.vision_tower;
+      stored["projector"] = w.params.projector;
+    }
+    j["weights"] = {{"files", w.files},          {"dtype", w.dtype},
+                    {"naming", w.naming},        {"tensor_bytes", w.tensor_bytes},
+                    {"stored_parameters", stored}};
+  } else {
+    j["weights"] = nullptr;
+  }
   j["lm_head_parameters"] = r.params.lm_head;
   j["total_parameters"] = r.params.total;
   j["memory"] = {{"weights_bf16_bytes", r.memory.weights_bf16_bytes},
@@ -167,6 +192,17 @@ void PrintText(const Report& r) {
               Grouped(r.params.embedding).c_str());
   if (r.params.lm_head) std::printf("  LM head        %18s\n", Grouped(r.params.lm_head).c_str());
   std::printf("  total          %18s\n", Grouped(r.params.total).c_str());
+  if (r.weights) {
+    const StoredWeights& w = *r.weights;
+    std::printf("\nstored weights   %zu file(s), %s, %s bytes, names %s\n", w.files.size(),
+                w.dtype.c_str(), Grouped(w.tensor_bytes).c_str(), w.naming.c_str());
+    std::printf("  counted from the tensors: vision %s, projector %s, language model %s%s, "
+                "total %s (validated against the config)\n",
+                Grouped(w.params.vision_tower).c_str(), Grouped(w.params.projector).c_str(),
+                Grouped(w.params.language_model).c_str(),
+                w.params.lm_head ? (", LM head " + Grouped(w.params.lm_head)).c_str() : "",
+                Grouped(w.params.total).c_str());
+  }
   std::printf("\nweights in memory\n");
   std::printf("  bf16           %18s bytes  %s\n", Grouped(r.memory.weights_bf16_bytes).c_str(),
               Gigabytes(r.memory.weights_bf16_bytes).c_str());
@@ -219,6 +255,21 @@ int Run(int argc, char** argv) {
     return 1;
   }
   r.config = std::move(config).value();
+  if (config_file.empty()) {
+    auto ck = Checkpoint::Open(model_dir, r.config);
+    if (!ck.ok()) {
+      std::string hint;
+      if (ck.status().code() == StatusCode::kNotFound &&
+          ck.status().message().find("no model.safetensors") != std::string::npos) {
+        hint = " (to describe a config alone: --config-only FILE)";
+      }
+      std::fprintf(stderr, "vlmserve-inspect: error: %s%s\n", ck.status().ToString().c_str(),
+                   hint.c_str());
+      return 1;
+    }
+    r.weights = StoredWeights{(*ck)->files(), (*ck)->DTypeSummary(), (*ck)->naming(),
+                              (*ck)->total_bytes(), (*ck)->CountStoredParameters()};
+  }
   auto params = CountParameters(r.config);
   auto memory = params.ok() ? EstimateMemory(r.config) : StatusOr<MemoryEstimate>(params.status());
   auto kv = memory.ok() ? KvCacheBytes(r.config, context) : StatusOr<uint64_t>(memory.status());

@@ -48,7 +48,41 @@ TEST(InspectCliTest, Published4BAsJson) {
   EXPECT_EQ(j["memory"]["kv_cache_bytes_per_token"], 139264u);
 }
 
-TEST(InspectCliTest, ModelDirTextReport) {
+TEST(InspectCliTest, ConfigOnlyTextReport) {
+  Result r = RunInspect("--config-only " + FixturePath("configs/gemma3-4b-it.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("total               4,300,079,472"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vision tower     SigLIP: 27 layers, width 1152, 16 heads x 72"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("8,600,158,944 bytes  8.60 GB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("139,264 bytes"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("stored weights"), std::string::npos) << r.out;
+}
+
+// A checkpoint saved by transformers (tests/fixtures/checkpoints): the stored weights are read,
+// validated and counted; the counts equal transformers' (in the fixture's .expected.json).
+TEST(InspectCliTest, CheckpointDirectoryReadsTheWeights) {
+  const std::string dir = FixturePath("checkpoints/sharded-f16");
+  Result r = RunInspect("--json " + dir);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  std::ifstream in(dir + ".expected.json");
+  auto want = nlohmann::json::parse(in);
+  EXPECT_EQ(j["weights"]["dtype"], "F16");
+  EXPECT_EQ(j["weights"]["files"].size(), 4u);
+  EXPECT_EQ(j["weights"]["stored_parameters"]["total"], want["params"]["total"]);
+  EXPECT_EQ(j["weights"]["stored_parameters"]["vision_tower"], want["params"]["vision_tower"]);
+  EXPECT_EQ(j["weights"]["stored_parameters"]["projector"], want["params"]["projector"]);
+  EXPECT_EQ(j["weights"]["stored_parameters"]["language_model"], want["params"]["language_model"]);
+  EXPECT_EQ(j["total_parameters"], want["params"]["total"]);
+
+  Result text = RunInspect(FixturePath("checkpoints/text-untied-bf16"));
+  ASSERT_EQ(text.exit_code, 0) << text.out;
+  EXPECT_NE(text.out.find("stored weights   1 file(s), BF16"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("LM head 8,192"), std::string::npos) << text.out;
+}
+
+TEST(InspectCliTest, DirectoryWithoutWeightsSaysHowToInspectAConfig) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("vlmserve_inspect_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -56,12 +90,10 @@ TEST(InspectCliTest, ModelDirTextReport) {
                              std::filesystem::copy_options::overwrite_existing);
   Result r = RunInspect(dir.string());
   std::filesystem::remove_all(dir);
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("total               4,300,079,472"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("vision tower     SigLIP: 27 layers, width 1152, 16 heads x 72"),
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("no model.safetensors or model.safetensors.index.json (to describe a "
+                       "config alone: --config-only FILE)"),
             std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("8,600,158,944 bytes  8.60 GB"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("139,264 bytes"), std::string::npos) << r.out;
 }
 
 TEST(InspectCliTest, TextOnlyModelHasNoVision) {
