@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "common/checked_math.h"
+#include "common/sha256.h"
 #include "common/status.h"
 
 namespace vlmserve {
@@ -36,6 +37,24 @@ TEST(CheckedMathTest, DetectsOverflow) {
   EXPECT_EQ(CheckedProduct({2, 3, 7}), 42u);
   EXPECT_FALSE(CheckedProduct({1ull << 40, 1ull << 20, 1ull << 4}).has_value());
   EXPECT_EQ(CheckedProduct({}), 1u);
+}
+
+// FIPS 180-4 / NIST example vectors, including the 2-block and 1,000,000-byte cases.
+TEST(Sha256Test, KnownVectors) {
+  EXPECT_EQ(Sha256::Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256::Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256::Hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  Sha256 s;
+  const std::string chunk(1000, 'a');
+  for (int i = 0; i < 1000; ++i) s.Update(chunk);
+  std::string hex;
+  for (uint8_t b : s.Finish()) {
+    char two[3];
+    std::snprintf(two, sizeof(two), "%02x", b);
+    hex += two;
+  }
+  EXPECT_EQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 }  // namespace
