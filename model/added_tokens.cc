@@ -2,6 +2,7 @@
 #include "model/added_tokens.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace vlmserve {
 
@@ -38,16 +39,23 @@ void AddedTokenMatcher::Add(std::string_view content, int32_t id, bool special) 
   max_length_ = std::max(max_length_, content.size());
 }
 
-std::optional<AddedTokenMatcher::Match> AddedTokenMatcher::FindNext(std::string_view text,
-                                                                     size_t from,
-                                                                     bool allow_special) const {
+bool AddedTokenMatcher::SpecialPolicy::Allows(size_t begin, size_t end) const {
+  if (!ranges) return everywhere;
+  // The last range starting at or before `begin` must also contain `end`.
+  auto it = std::upper_bound(ranges->begin(), ranges->end(), begin,
+                             [](size_t b, const std::pair<size_t, size_t>& r) { return b < r.first; });
+  return it != ranges->begin() && end <= std::prev(it)->second;
+}
+
+std::optional<AddedTokenMatcher::Match> AddedTokenMatcher::FindNext(
+    std::string_view text, size_t from, const SpecialPolicy& special) const {
   for (size_t i = from; i < text.size(); ++i) {
     int32_t node = root_children_[static_cast<uint8_t>(text[i])];
     if (node < 0) continue;
     Match best;
     for (size_t j = i;;) {
       const Node& n = nodes_[static_cast<size_t>(node)];
-      if (n.id >= 0 && (allow_special || !n.special)) best = {i, j + 1, n.id};
+      if (n.id >= 0 && (!n.special || special.Allows(i, j + 1))) best = {i, j + 1, n.id};
       if (++j >= text.size()) break;
       node = Child(node, static_cast<uint8_t>(text[j]));
       if (node < 0) break;

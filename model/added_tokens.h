@@ -22,8 +22,15 @@ class AddedTokenMatcher {
     size_t begin = 0, end = 0;  // byte range in the text
     int32_t id = -1;
   };
+  // Where special tokens may match: everywhere, nowhere, or only entirely inside one of `ranges`
+  // (sorted, non-overlapping [begin, end) byte ranges of the text).
+  struct SpecialPolicy {
+    bool everywhere = true;
+    const std::vector<std::pair<size_t, size_t>>* ranges = nullptr;
+    bool Allows(size_t begin, size_t end) const;
+  };
   // The leftmost match starting at or after `from` (the longest one there), or nullopt.
-  std::optional<Match> FindNext(std::string_view text, size_t from, bool allow_special) const;
+  std::optional<Match> FindNext(std::string_view text, size_t from, const SpecialPolicy& special) const;
 
   size_t max_length() const { return max_length_; }
 

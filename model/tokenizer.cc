@@ -319,14 +319,20 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 2);
   if (options.add_bos && bos_id_) ids.push_back(*bos_id_);
+  AddedTokenMatcher::SpecialPolicy policy;
+  policy.everywhere = options.match_special_tokens;
+  policy.ranges = options.special_token_ranges;
+  // BPE may spell a special token only where the matcher would have matched it anyway (never, in
+  // HF-equivalent mode: the whole string would have been split out first).
+  const bool restricted = !options.match_special_tokens || options.special_token_ranges;
   std::string word;
   size_t pos = 0;
   while (pos <= text.size()) {
-    const auto match = added_.FindNext(text, pos, options.match_special_tokens);
+    const auto match = added_.FindNext(text, pos, policy);
     const size_t end = match ? match->begin : text.size();
     if (end > pos) {
       word = ReplaceAll(text.substr(pos, end - pos), " ", kSpaceMark);  // the normalizer
-      bpe_->EncodeWord(word, &ids, options.match_special_tokens ? nullptr : &special_);
+      bpe_->EncodeWord(word, &ids, restricted ? &special_ : nullptr);
     }
     if (!match) break;
     ids.push_back(match->id);

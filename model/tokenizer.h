@@ -42,8 +42,12 @@ inline constexpr TokenizerLimits kTokenizerLimits{};
 struct EncodeOptions {
   bool add_bos = true;
   // Whether special added tokens (<bos>, <start_of_turn>, <start_of_image>, ...) are recognised in
-  // this text. HF always recognises them; the prompt builder turns this off for user text.
+  // this text. HF always recognises them. When false, no special id comes out at all.
   bool match_special_tokens = true;
+  // If set (sorted, non-overlapping byte ranges), special tokens are recognised only entirely
+  // inside one of these ranges and nowhere else — the prompt builder passes the spans its template
+  // wrote, so text a user typed is always plain text. Overrides match_special_tokens.
+  const std::vector<std::pair<size_t, size_t>>* special_token_ranges = nullptr;
 };
 
 class Tokenizer {
