@@ -6,7 +6,7 @@
 #      kernels compile, GPU tests skip without a device)
 #   2. ctest: every unit, CLI, GPU (skipping) and fuzz-corpus-replay test under the sanitizers
 #   3. fuzz: the libFuzzer targets built with clang in build-fuzz/ and run for a short smoke
-#      (VLMSERVE_FUZZ_SECONDS each, default 15) on a scratch copy of their corpora
+#      (VLMSERVE_FUZZ_SECONDS each, default 10) on a scratch copy of their corpora
 #
 # Environment: VLMSERVE_CUDA=AUTO|ON|OFF, VLMSERVE_FUZZ_SECONDS, VLMSERVE_SKIP_FUZZ=1,
 #              VLMSERVE_SHARED_DIR (where gemma3/ reference files are; default ../shared).
@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-FUZZ_SECONDS="${VLMSERVE_FUZZ_SECONDS:-15}"
+FUZZ_SECONDS="${VLMSERVE_FUZZ_SECONDS:-10}"
 START=$(date +%s)
 declare -a SUMMARY=()
 
