@@ -11,11 +11,25 @@ namespace {
 void GemmRows(const GemmRefArgs& a, int64_t row_begin, int64_t row_end) {
   for (int64_t i = row_begin; i < row_end; ++i) {
     const float* xi = a.x + i * a.k;
-    for (int64_t j = 0; j < a.n; ++j) {
-      const float* wj = a.w + j * a.k;
-      float acc = 0.f;
-      for (int64_t p = 0; p < a.k; ++p) acc += xi[p] * wj[p];
-      a.y[i * a.n + j] = acc;
+    float* yi = a.y + i * a.n;
+    if (a.w_input_major) {
+      // y[i, :] = Σ_p x[i, p] · w[p, :], still summed in p order for every output.
+      for (int64_t j = 0; j < a.n; ++j) yi[j] = 0.f;
+      for (int64_t p = 0; p < a.k; ++p) {
+        const float xp = xi[p];
+        const float* wp = a.w + p * a.n;
+        for (int64_t j = 0; j < a.n; ++j) yi[j] += xp * wp[j];
+      }
+    } else {
+      for (int64_t j = 0; j < a.n; ++j) {
+        const float* wj = a.w + j * a.k;
+        float acc = 0.f;
+        for (int64_t p = 0; p < a.k; ++p) acc += xi[p] * wj[p];
+        yi[j] = acc;
+      }
+    }
+    if (a.bias) {
+      for (int64_t j = 0; j < a.n; ++j) yi[j] += a.bias[j];
     }
   }
 }

@@ -1,0 +1,50 @@
+// Attention reference (see attention.h). A query row whose mask allows no key produces zeros
+// (never happens for Gemma 3's masks: every query sees itself).
+#include "kernels/cpu/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+namespace vlmserve {
+
+void AttentionRef(const AttentionRefArgs& a) {
+  const int64_t group = a.hq / a.hkv;
+  std::vector<double> p(static_cast<size_t>(a.sk));
+  std::vector<double> acc(static_cast<size_t>(a.hd));
+  for (int64_t h = 0; h < a.hq; ++h) {
+    const int64_t kvh = h / group;
+    for (int64_t i = 0; i < a.sq; ++i) {
+      const float* qi = a.q + (i * a.hq + h) * a.hd;
+      double max = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < a.sk; ++j) {
+        if (a.mask && !a.mask[i * a.sk + j]) {
+          p[j] = -std::numeric_limits<double>::infinity();
+          continue;
+        }
+        const float* kj = a.k + (j * a.hkv + kvh) * a.hd;
+        double dot = 0;
+        for (int64_t d = 0; d < a.hd; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+        p[j] = dot * a.scale;
+        if (p[j] > max) max = p[j];
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < a.sk; ++j) {
+        p[j] = std::isinf(p[j]) ? 0.0 : std::exp(p[j] - max);
+        sum += p[j];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t j = 0; j < a.sk; ++j) {
+        if (p[j] == 0.0) continue;
+        const float* vj = a.v + (j * a.hkv + kvh) * a.hd;
+        for (int64_t d = 0; d < a.hd; ++d) acc[d] += p[j] * vj[d];
+      }
+      float* oi = a.o + (i * a.hq + h) * a.hd;
+      for (int64_t d = 0; d < a.hd; ++d) oi[d] = sum > 0 ? static_cast<float>(acc[d] / sum) : 0.f;
+    }
+  }
+}
+
+}  // namespace vlmserve

@@ -1,0 +1,15 @@
+// Widening stored weights (BF16, F16, F32, little-endian, possibly unaligned inside the mapped
+// file) to fp32 for the CPU reference runner. Exact: every bf16 and fp16 value is an fp32 value.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/checkpoint.h"
+
+namespace vlmserve {
+
+float HalfBitsToFloat(uint16_t h);  // IEEE binary16 → binary32, subnormals, inf and NaN included
+std::vector<float> WeightToFloat(const Weight& w);
+
+}  // namespace vlmserve
