@@ -102,7 +102,8 @@ class [[nodiscard]] StatusOr {
     if (!vlmserve_status_.ok()) return vlmserve_status_; \
   } while (0)
 
-// `ASSIGN_OR_RETURN(auto x, F());` declares x from a StatusOr or returns its error.
+// `ASSIGN_OR_RETURN(auto x, F());` declares x from a StatusOr or returns its error. It expands to
+// several statements: inside an `if`, use braces.
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(VLMSERVE_CONCAT_(vlmserve_statusor_, __LINE__), lhs, expr)
 #define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

@@ -1,0 +1,39 @@
+// ModelDir: a Gemma 3 model directory loaded and cross-checked — config.json, the safetensors
+// weights (validated, mapped), tokenizer.json, and generation_config.json when present.
+//
+// The tokenizer must fit the model: every id it can produce must be an embedding row, except the
+// image soft token (its rows are overwritten, spec §3.6); for multimodal models its
+// <start_of_image>, <end_of_image> and <image_soft_token> must be the config's boi/eoi/image ids.
+// Stop ids come from generation_config.json's eos_token_id, else config.json's (spec §8).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/tokenizer.h"
+
+namespace vlmserve {
+
+struct GenerationDefaults {
+  std::vector<int32_t> stop_ids;
+  bool do_sample = false;
+  std::optional<float> temperature, top_p;
+  std::optional<int32_t> top_k;
+};
+
+struct ModelDir {
+  std::string path;
+  Gemma3Config config;
+  std::unique_ptr<Checkpoint> checkpoint;
+  std::unique_ptr<Tokenizer> tokenizer;
+  GenerationDefaults generation;
+
+  static StatusOr<ModelDir> Load(const std::string& dir);
+};
+
+}  // namespace vlmserve

@@ -1,0 +1,72 @@
+// vlmserve-generate end to end: a PNG, the prompt, pan & scan, the CPU runner and greedy decoding
+// reproduce the tokens and text transformers generated for the same request
+// (tests/fixtures/decoder/gqa4_pan_scan_runtime_names, tools/golden/make_decoder_goldens.py).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/test_paths.h"
+
+namespace vlmserve {
+namespace {
+
+using nlohmann::json;
+
+struct Result {
+  int exit_code;
+  std::string out;
+};
+
+Result RunGenerate(const std::string& args) {
+  const std::string cmd = std::string(VLMSERVE_GENERATE_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(GenerateCliTest, ReproducesTransformersGreedyGeneration) {
+  const std::string dir = vlmserve::testing::FixturePath("decoder/gqa4_pan_scan_runtime_names");
+  std::ifstream in(dir + "/goldens.json");
+  const json g = json::parse(in);
+  Result r = RunGenerate("--model " + dir + " --image " + dir + "/image0.png --prompt \"Read the wide banner.\" "
+                         "--pan-and-scan --max-new-tokens 16 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const json out = json::parse(r.out);
+  // The model has no stop among these 16 tokens (checked), so all 16 come out.
+  EXPECT_EQ(out["tokens"], g["greedy_tokens"]);
+  EXPECT_EQ(out["text"], g["greedy_text"]);
+  EXPECT_EQ(out["finish_reason"], "length");
+  EXPECT_EQ(out["images"], 5);  // the full image and 4 crops
+  EXPECT_EQ(out["prompt_tokens"], g["input_ids"].size());
+
+  Result text = RunGenerate("--model " + dir + " --image " + dir + "/image0.png --prompt \"Read the wide banner.\" "
+                            "--pan-and-scan --max-new-tokens 16");
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_EQ(text.out.rfind(g["greedy_text"].get<std::string>() + "\n", 0), 0u) << text.out;
+  EXPECT_NE(text.out.find("[111 prompt tokens, 5 image(s);"), std::string::npos) << text.out;
+}
+
+TEST(GenerateCliTest, Errors) {
+  const std::string dir = vlmserve::testing::FixturePath("decoder/pool16_six_layers");
+  EXPECT_EQ(RunGenerate("--prompt hi").exit_code, 2);  // no --model
+  Result missing = RunGenerate("--model /nonexistent --prompt hi");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find("NOT_FOUND"), std::string::npos) << missing.out;
+  Result bad_temp = RunGenerate("--model " + dir + " --prompt hi --temperature -1");
+  EXPECT_EQ(bad_temp.exit_code, 1);
+  EXPECT_NE(bad_temp.out.find("temperature must be"), std::string::npos) << bad_temp.out;
+  Result bad_frames = RunGenerate("--model " + dir + " --prompt hi --frames " + dir + "/image0.png " +
+                                  vlmserve::testing::FixturePath("images/png/rgb8_p.png"));
+  EXPECT_EQ(bad_frames.exit_code, 1);
+  EXPECT_NE(bad_frames.out.find("all frames of a grid must have the same size"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vlmserve
