@@ -2,11 +2,12 @@
 # check.sh (runs THERE, on the GPU machine, from the repository root) — the prepared GPU check:
 #   1. machine facts (GPU, driver, glibc, where libcudart/libcublasLt are, PyTorch)
 #   2. the GPU tests from .gpu-bundle (or, plan B, a native minimal build if those don't start)
-#   3. compute-sanitizer --tool memcheck on them ("unavailable" where it cannot run, not a failure)
-#   4. the kernel benchmarks next to PyTorch's on the same shapes
+#   3. the kernel benchmarks next to PyTorch's on the same shapes
+#   4. the transformers end-to-end baseline (bench/torch_e2e_baseline.py: vision, prefill, generate, SDPA d=72)
+#   5. compute-sanitizer --tool memcheck on the GPU tests ("unavailable" where it cannot run, not a failure)
 # and writes logs + JSON to $OUT (at most 8 files come back):
-#   machine.txt summary.txt gpu_tests.log gpu_tests.json ref_tests.log sanitizer.log
-#   bench_gemm.json bench_torch_gemm.json
+#   machine.txt summary.txt gpu_tests.log (+ CPU reference tests) gpu_tests.json sanitizer.log
+#   bench_gemm.json bench_torch_gemm.json bench_torch_e2e.json
 #
 #   scripts/gpu/check.sh          on the GPU machine (device tool: carry [".gpu-bundle"])
 #   scripts/gpu/check.sh --dry    rehearsal here: same steps, tests skip, tools report unavailable
@@ -89,7 +90,7 @@ if ! "$BIN/vlmserve_gpu_tests" --gtest_list_tests > "$OUT/startup.tmp" 2>&1; the
 fi
 rm -f "$OUT/startup.tmp"
 
-# ---- 3. tests -----------------------------------------------------------------------------------
+# ---- 2b. tests -----------------------------------------------------------------------------------
 FAILED=0
 run_tests() {  # name binary log json
   timeout 300 "$2" --gtest_output="json:$4" > "$3" 2>&1
@@ -100,7 +101,9 @@ run_tests() {  # name binary log json
 }
 run_tests "GPU tests" "$BIN/vlmserve_gpu_tests" "$OUT/gpu_tests.log" "$OUT/gpu_tests.json"
 run_tests "CPU reference tests" "$BIN/vlmserve_kernel_ref_tests" "$OUT/ref_tests.log" "$OUT/ref_tests.json"
-rm -f "$OUT/ref_tests.json"  # keep the file count within what comes back
+rm -f "$OUT/ref_tests.json"  # keep the file count within what comes back (8 files)
+{ echo; echo "==== CPU reference tests (vlmserve_kernel_ref_tests) ===="; cat "$OUT/ref_tests.log"; } >> "$OUT/gpu_tests.log"
+rm -f "$OUT/ref_tests.log"
 skipped=$(grep -oP '\[  SKIPPED \] \K[0-9]+(?= tests?, listed below)' "$OUT/gpu_tests.log" || echo 0)
 if ((DRY)); then
   say "GPU tests skipped: ${skipped:-0} (expected in a dry run: no GPU here)"
@@ -108,28 +111,7 @@ elif [[ "${skipped:-0}" != 0 ]]; then
   say "FAIL: ${skipped} GPU test(s) skipped on a GPU machine"; FAILED=1
 fi
 
-# ---- 4. compute-sanitizer memcheck --------------------------------------------------------------
-SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-if [[ -z "$SAN" ]]; then
-  echo "compute-sanitizer not found" > "$OUT/sanitizer.log"
-  say "memcheck: unavailable (compute-sanitizer not found)"
-else
-  timeout 300 "$SAN" --tool memcheck --error-exitcode 99 --leak-check full \
-    "$BIN/vlmserve_gpu_tests" > "$OUT/sanitizer.log" 2>&1
-  rc=$?
-  summary_line=$(grep -m1 'ERROR SUMMARY' "$OUT/sanitizer.log")
-  if [[ $rc -eq 0 && -n "$summary_line" ]]; then
-    say "memcheck: clean — $summary_line"
-  elif [[ $rc -eq 99 ]]; then
-    say "FAIL memcheck: $summary_line (see sanitizer.log)"; FAILED=1
-  elif [[ -z "$summary_line" ]]; then
-    say "memcheck: unavailable on this machine (exit $rc: $(grep -m1 -iE 'error|unable|not supported' "$OUT/sanitizer.log"))"
-  else
-    say "FAIL memcheck run (exit $rc): $summary_line"; FAILED=1
-  fi
-fi
-
-# ---- 5. benchmarks next to PyTorch ------------------------------------------------------------
+# ---- 3. benchmarks next to PyTorch ------------------------------------------------------------
 timeout 300 "$BIN/vlmserve_bench_gemm" > "$OUT/bench_gemm.json" 2> "$OUT/bench.err" ||
   { say "FAIL gemm benchmark: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"; FAILED=1; }
 if python3 -c 'import torch' 2>/dev/null; then
@@ -157,6 +139,52 @@ for r in ours["results"]:
     tb = f"{b['median_us']:9.1f} {b['tflops']:8.1f} {b['median_us']/r['median_us']:7.2f}" if b else f"{'-':>9s} {'-':>8s} {'-':>7s}"
     print(f"{r['name']:18s} {r['m']:5d} {r['n']:6d} {r['k']:6d} {r['median_us']:9.1f} {r['tflops']:8.1f} {tb}")
 PY
+
+
+# ---- 4. transformers end-to-end baseline (random weights of the real 4B config, bf16) -----------
+if python3 -c 'import torch, transformers' 2>/dev/null; then
+  timeout 240 python3 bench/torch_e2e_baseline.py > "$OUT/bench_torch_e2e.json" 2> "$OUT/e2e.err" ||
+    say "transformers baseline failed: $(tail -3 "$OUT/e2e.err" | tr '\n' ' ')"
+  python3 - "$OUT/bench_torch_e2e.json" <<'PY' 2>/dev/null | tee -a "$SUMMARY"
+import json, sys
+r = json.load(open(sys.argv[1]))
+if "skipped" in r:
+    print("transformers baseline:", r["skipped"]); sys.exit()
+gen = [k for k in r if k.startswith("generate_") and k != "generate_1_ms"][0]
+print(f"transformers {r['transformers']} on {r['device']}: vision {r['vision_ms']['median_ms']} ms, prefill "
+      f"({r['prompt_tokens']} tokens + image) {r['prefill_ms']['median_ms']} ms, {gen} {r[gen]['median_ms']} ms, "
+      f"decode {r['decode_ms_per_token']} ms/token")
+for name, b in r["sdpa_vision_attention"].get("backends", {}).items():
+    print(f"  sdpa {name:20s} " + (f"{b['median_us']:8.1f} us {b['tflops']:6.1f} TFLOP/s" if "median_us" in b
+                                  else "unsupported: " + b["unsupported"][:100]))
+PY
+  [[ -s "$OUT/e2e.err" ]] && tail -20 "$OUT/e2e.err" >> "$OUT/machine.txt"
+  rm -f "$OUT/e2e.err"
+else
+  echo '{"bench": "torch_e2e", "skipped": "no PyTorch/transformers on this machine"}' > "$OUT/bench_torch_e2e.json"
+  say "transformers baseline: skipped (no PyTorch/transformers here)"
+fi
+
+# ---- 5. compute-sanitizer memcheck (last: slowest, and "unavailable" on some machines) --------
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+if [[ -z "$SAN" ]]; then
+  echo "compute-sanitizer not found" > "$OUT/sanitizer.log"
+  say "memcheck: unavailable (compute-sanitizer not found)"
+else
+  timeout 150 "$SAN" --tool memcheck --error-exitcode 99 --leak-check full \
+    "$BIN/vlmserve_gpu_tests" > "$OUT/sanitizer.log" 2>&1
+  rc=$?
+  summary_line=$(grep -m1 'ERROR SUMMARY' "$OUT/sanitizer.log")
+  if [[ $rc -eq 0 && -n "$summary_line" ]]; then
+    say "memcheck: clean — $summary_line"
+  elif [[ $rc -eq 99 ]]; then
+    say "FAIL memcheck: $summary_line (see sanitizer.log)"; FAILED=1
+  elif [[ -z "$summary_line" ]]; then
+    say "memcheck: unavailable on this machine (exit $rc: $(grep -m1 -iE 'error|unable|not supported' "$OUT/sanitizer.log"))"
+  else
+    say "FAIL memcheck run (exit $rc): $summary_line"; FAILED=1
+  fi
+fi
 
 say "total $(elapsed); result: $( ((FAILED)) && echo FAILED || echo ok)"
 exit $FAILED
