@@ -29,6 +29,8 @@ pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++)
 pkg_check_modules(PROTOBUF REQUIRED IMPORTED_TARGET protobuf)
 find_program(VLMSERVE_PROTOC protoc REQUIRED)
 find_program(VLMSERVE_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+# Server reflection has no pkg-config file in Debian's packages: the library itself.
+find_library(VLMSERVE_GRPCPP_REFLECTION grpc++_reflection REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(PNG REQUIRED)
 find_package(JPEG REQUIRED)

@@ -43,7 +43,7 @@ PACKAGES=(
   libspdlog-dev nlohmann-json3-dev libpng-dev libjpeg-dev libcpp-httplib-dev libcli11-dev
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-dev
-  python3 python3-grpcio
+  python3 python3-grpcio grpc-proto
 )
 
 missing=()

@@ -1,17 +1,12 @@
 #!/usr/bin/env bash
-# serve.sh — install what is missing, build, and start the server on its built-in model (on the GPU
-# when there is one). Arguments are passed to build/bin/vlmserve (see `vlmserve --help`).
+# serve.sh — install what is missing, build, and start the server on its built-in model.
+# Arguments are passed to build/bin/vlmserve (see `build/bin/vlmserve --help`), e.g.
+#   scripts/serve.sh --port 50051 --model /models/gemma-3-4b-it
 #
-# The gRPC server itself does not exist yet (it is the next bricks: the API/server issue and the
-# CPU decoder issue). Until it does, this script builds everything and says so, exiting non-zero.
+# The server listens on 127.0.0.1:50051 by default (--listen 0.0.0.0 for remote clients). It runs on
+# the CPU reference runner for now: the CUDA runner is not written yet, so a GPU is not used even
+# when there is one (--device auto picks the CPU; --device cuda says so and exits).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/bootstrap.sh" --build-dir "$ROOT/build" --type RelWithDebInfo
-if [[ -x "$ROOT/build/bin/vlmserve" ]]; then
-  exec "$ROOT/build/bin/vlmserve" "$@"
-fi
-cat >&2 <<'MSG'
-serve.sh: the vlmserve server is not implemented yet, so there is nothing to start.
-What exists today (in build/bin/): vlmserve-inspect (describe a model from its config.json).
-MSG
-exit 1
+exec "$ROOT/build/bin/vlmserve" "$@"

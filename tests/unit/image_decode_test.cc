@@ -13,12 +13,12 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <jpeglib.h>
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
 #include "model/image.h"
 #include "tests/kernels/test_rng.h"
+#include "tests/support/progressive_jpeg.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -89,49 +89,6 @@ TEST(ImageGoldenTest, JpegWithinStatedDifferenceOfPyPiPillow) {
 
 // ---- hostile and broken inputs --------------------------------------------------------------
 
-// A progressive 4:4:4 JPEG with exactly `scans` scans (a valid progression: DC, then each AC
-// coefficient of each component alone, refined bit by bit). libjpeg writes it; cjpeg caps at 100.
-std::string ProgressiveJpeg(int scans, int side = 16) {
-  std::vector<jpeg_scan_info> script;
-  script.push_back({3, {0, 1, 2, 0}, 0, 0, 0, 0});
-  for (int c = 0; c < 3 && static_cast<int>(script.size()) < scans; ++c) {
-    for (int k = 1; k < 64 && static_cast<int>(script.size()) < scans; ++k) {
-      script.push_back({1, {c, 0, 0, 0}, k, k, 0, 10});
-      for (int al = 10; al > 0 && static_cast<int>(script.size()) < scans; --al) {
-        script.push_back({1, {c, 0, 0, 0}, k, k, al, al - 1});
-      }
-    }
-  }
-  jpeg_compress_struct c;
-  jpeg_error_mgr err;
-  c.err = jpeg_std_error(&err);
-  jpeg_create_compress(&c);
-  unsigned char* out = nullptr;
-  unsigned long out_size = 0;
-  jpeg_mem_dest(&c, &out, &out_size);
-  c.image_width = c.image_height = static_cast<JDIMENSION>(side);
-  c.input_components = 3;
-  c.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&c);
-  for (int i = 0; i < 3; ++i) c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;
-  c.optimize_coding = TRUE;
-  c.scan_info = script.data();
-  c.num_scans = static_cast<int>(script.size());
-  jpeg_start_compress(&c, TRUE);
-  std::vector<uint8_t> row(static_cast<size_t>(side) * 3);
-  testing::Rng rng(scans);
-  while (c.next_scanline < c.image_height) {
-    for (auto& v : row) v = static_cast<uint8_t>(rng.Next());
-    JSAMPROW r = row.data();
-    jpeg_write_scanlines(&c, &r, 1);
-  }
-  jpeg_finish_compress(&c);
-  std::string s(reinterpret_cast<char*>(out), out_size);
-  jpeg_destroy_compress(&c);
-  std::free(out);
-  return s;
-}
-
 std::string Fixture(const std::string& rel) { return ReadFile(FixturePath("images/" + rel)); }
 
 struct Hostile {
@@ -193,7 +150,7 @@ std::vector<Hostile> HostileInputs() {
        "unsupported JPEG colour space/precision: CMYK colour space"},
       {"jpeg_12bit", [] { return Fixture("bad/jpeg_12bit.jpg"); },
        "unsupported JPEG colour space/precision"},
-      {"jpeg_1000_scans", [] { return ProgressiveJpeg(1000); },
+      {"jpeg_1000_scans", [] { return testing::ProgressiveJpeg(1000); },
        "frame: JPEG has more than 64 scans (progressive JPEG); the limit is 64"},
   };
 }
@@ -253,7 +210,7 @@ long ReadStatusKb(const char* field) {
 // The bombs are refused from their headers: peak memory barely moves (< 2 × the 16 MiB byte cap).
 TEST(ImageDecodeTest, BombsDoNotGrowPeakMemory) {
   const std::vector<std::string> bombs = {Fixture("bad/png_1e6_bomb.png"), Fixture("bad/jpeg_65500.jpg"),
-                                          ProgressiveJpeg(2000)};
+                                          testing::ProgressiveJpeg(2000)};
   {
     std::ofstream reset("/proc/self/clear_refs");
     reset << "5";  // resets VmHWM to the current RSS
@@ -313,8 +270,8 @@ TEST(ImageLimitsTest, EncodedBytesSidesAndScans) {
             "f: JPEG: image is 37x23 = 851 pixels, over the limit of 850");
 
   lim = ImageLimits{};
-  EXPECT_TRUE(DecodeImage(Bytes(ProgressiveJpeg(64)), lim, "f").ok());
-  EXPECT_EQ(DecodeImage(Bytes(ProgressiveJpeg(65)), lim, "f").status().message(),
+  EXPECT_TRUE(DecodeImage(Bytes(testing::ProgressiveJpeg(64)), lim, "f").ok());
+  EXPECT_EQ(DecodeImage(Bytes(testing::ProgressiveJpeg(65)), lim, "f").status().message(),
             "f: JPEG has more than 64 scans (progressive JPEG); the limit is 64");
 }
 

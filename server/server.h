@@ -1,0 +1,51 @@
+// VlmServer: the gRPC server's lifecycle. Start() binds and begins answering at once — health
+// NOT_SERVING, Predict UNAVAILABLE "loading" — so orchestration sees a live process while the
+// model loads; LoadModel() (or Serve() with a given runner) loads, warms up with one real
+// inference, starts the engine and only then turns health to SERVING. Shutdown() turns health to
+// NOT_SERVING, refuses new calls, lets running streams finish for up to `grace`, cancels the rest,
+// and stops the engine.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/status.h"
+#include "model/model_runner.h"
+#include "server/options.h"
+#include "server/service.h"
+
+namespace vlmserve {
+
+class VlmServer {
+ public:
+  static StatusOr<std::unique_ptr<VlmServer>> Start(const ServerOptions& options);
+  ~VlmServer();
+
+  int port() const { return port_; }
+
+  // Loads options.model_dir (or the built-in model) for options.device, warms up, serves.
+  Status LoadModel();
+  // Serves `model` with `runner` (tests use a fake runner for transport-only checks).
+  Status Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner, const std::string& device);
+
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(30));
+
+ private:
+  VlmServer() = default;
+  ServerOptions options_;
+  std::unique_ptr<VlmService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+// <directory of the running executable>/../share/vlmserve/models/builtin, or "" if unknown.
+std::string BuiltinModelDir();
+
+// The version string reported by GetModelInfo and --version.
+const char* ServerVersion();
+
+}  // namespace vlmserve

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""An independent client: Debian's python3-grpcio with stubs compiled here by protoc and Debian's
+grpc_python_plugin (health and reflection protos from Debian's grpc-proto package). It starts the
+real server (--port 0), checks health, GetModelInfo, a streamed Predict, an INVALID_ARGUMENT, lists
+the services through reflection and resolves the service's file (what ghz needs), then sends
+SIGTERM and expects exit code 0.
+
+Run by ctest with /usr/bin/python3:
+  python_client_test.py --server BIN --model DIR --image PNG --protoc PROTOC --plugin PLUGIN
+                        --proto-dir proto --grpc-proto /usr/share/grpc-proto
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("--server", "--model", "--image", "--protoc", "--plugin", "--proto-dir", "--grpc-proto"):
+        ap.add_argument(a, required=True)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="vlmserve_py_")
+    # The health/reflection protos live under grpc/…, which would shadow the grpcio package when
+    # imported: copy them under another directory (their proto packages, hence the service names
+    # on the wire, stay grpc.health.v1 and grpc.reflection.v1alpha).
+    third = os.path.join(tmp, "protos")
+    for rel in ("health/v1/health.proto", "reflection/v1alpha/reflection.proto"):
+        os.makedirs(os.path.join(third, "std_grpc", os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(args.grpc_proto, "grpc", rel)) as f, \
+                open(os.path.join(third, "std_grpc", rel), "w") as g:
+            g.write(f.read())
+    protos = ["vlmserve/v1/vlmserve.proto", "std_grpc/health/v1/health.proto",
+              "std_grpc/reflection/v1alpha/reflection.proto"]
+    subprocess.run([args.protoc, "-I", args.proto_dir, "-I", third, f"--python_out={tmp}",
+                    f"--plugin=protoc-gen-grpc_python={args.plugin}", f"--grpc_python_out={tmp}", *protos],
+                   check=True)
+    sys.path.insert(0, tmp)
+    import grpc
+    from std_grpc.health.v1 import health_pb2, health_pb2_grpc
+    from std_grpc.reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from vlmserve.v1 import vlmserve_pb2, vlmserve_pb2_grpc
+
+    port_file = os.path.join(tmp, "port")
+    server = subprocess.Popen([args.server, "--port", "0", "--port-file", port_file, "--model", args.model],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            if os.path.exists(port_file) and open(port_file).read().strip():
+                break
+            time.sleep(0.05)
+        port = int(open(port_file).read())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            status = health.Check(health_pb2.HealthCheckRequest()).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            time.sleep(0.05)
+        assert status == health_pb2.HealthCheckResponse.SERVING, status
+        svc = health.Check(health_pb2.HealthCheckRequest(service="vlmserve.v1.VlmService")).status
+        assert svc == health_pb2.HealthCheckResponse.SERVING, svc
+        print("PASS health SERVING (server and vlmserve.v1.VlmService)")
+
+        stub = vlmserve_pb2_grpc.VlmServiceStub(channel)
+        info = stub.GetModelInfo(vlmserve_pb2.GetModelInfoRequest())
+        assert info.model_type == "gemma3" and info.image_size > 0, info
+        print(f"PASS GetModelInfo: {info.model_type}, {info.parameters} parameters, image {info.image_size}")
+
+        req = vlmserve_pb2.PredictRequest(prompt="What do you see?".encode(), request_id="py-1")
+        req.grid.encoded = open(args.image, "rb").read()
+        req.options.max_new_tokens = 12
+        deltas, text, result = 0, "", None
+        for msg in stub.Predict(req):
+            if msg.HasField("delta"):
+                assert result is None, "a delta after the result"
+                deltas += 1
+                text += msg.delta.text
+            else:
+                result = msg.result
+        assert result is not None and deltas >= 1
+        assert text == result.text, (text, result.text)
+        assert result.usage.completion_tokens == 12 and result.usage.images == 1, result.usage
+        assert result.finish_reason == vlmserve_pb2.FINISH_REASON_LENGTH
+        print(f"PASS Predict: {deltas} deltas, then the result ({len(result.text)} chars, "
+              f"total {result.timings.total_us} us)")
+
+        bad = vlmserve_pb2.PredictRequest(prompt=b"bad \xff utf-8")
+        bad.grid.encoded = req.grid.encoded
+        try:
+            list(stub.Predict(bad))
+            raise AssertionError("invalid UTF-8 was accepted")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
+            assert "prompt is not valid UTF-8" in e.details(), e.details()
+        print("PASS invalid UTF-8 prompt → INVALID_ARGUMENT")
+
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in responses[0].list_services_response.service}
+        assert {"vlmserve.v1.VlmService", "grpc.health.v1.Health"} <= names, names
+        responses = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="vlmserve.v1.VlmService")])))
+        files = responses[0].file_descriptor_response.file_descriptor_proto
+        assert files and any(b"vlmserve.v1" in f for f in files)
+        print(f"PASS reflection: {sorted(names)}; the service's descriptor resolves")
+        channel.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            out, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, _ = server.communicate()
+            print(out)
+            raise AssertionError("the server did not stop within 30 s of SIGTERM")
+    if server.returncode != 0:
+        print(out)
+        raise AssertionError(f"the server exited with {server.returncode} after SIGTERM")
+    print("PASS SIGTERM → exit 0")
+
+
+if __name__ == "__main__":
+    main()
