@@ -7,10 +7,11 @@
 #   5. compute-sanitizer --tool memcheck on the GPU tests ("unavailable" where it cannot run, not a failure)
 # and writes logs + JSON to $OUT (at most 8 files come back):
 #   machine.txt summary.txt gpu_tests.log (+ CPU reference tests) gpu_tests.json sanitizer.log
-#   bench_gemm.json bench_torch_gemm.json bench_torch_e2e.json
+#   bench_ours.json (GEMM + memory-bound kernels) bench_torch.json (the same in PyTorch) bench_torch_e2e.json
 #
 #   scripts/gpu/check.sh          on the GPU machine (device tool: carry [".gpu-bundle"])
 #   scripts/gpu/check.sh --dry    rehearsal here: same steps, tests skip, tools report unavailable
+#   VLMSERVE_CHECK_E2E=0          skip the transformers end-to-end baseline (≈20 s)
 #
 # Prepare the bundle first, here: scripts/gpu/bundle.sh
 set -uo pipefail
@@ -112,37 +113,65 @@ elif [[ "${skipped:-0}" != 0 ]]; then
 fi
 
 # ---- 3. benchmarks next to PyTorch ------------------------------------------------------------
-timeout 300 "$BIN/vlmserve_bench_gemm" > "$OUT/bench_gemm.json" 2> "$OUT/bench.err" ||
+# Ours: bench_gemm + bench_kernels → bench_ours.json; PyTorch's on the same shapes → bench_torch.json
+# (merged so that everything fits in the 8 files that come back).
+timeout 300 "$BIN/vlmserve_bench_gemm" > "$OUT/gemm.tmp" 2> "$OUT/bench.err" ||
   { say "FAIL gemm benchmark: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"; FAILED=1; }
+timeout 300 "$BIN/vlmserve_bench_kernels" > "$OUT/kernels.tmp" 2>> "$OUT/bench.err" ||
+  { say "FAIL kernel benchmark: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"; FAILED=1; }
 if python3 -c 'import torch' 2>/dev/null; then
-  timeout 300 python3 bench/torch_gemm_baseline.py > "$OUT/bench_torch_gemm.json" 2>> "$OUT/bench.err" ||
-    say "torch baseline failed: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"
+  timeout 300 python3 bench/torch_gemm_baseline.py > "$OUT/torch_gemm.tmp" 2>> "$OUT/bench.err" ||
+    say "torch gemm baseline failed: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"
+  timeout 300 python3 bench/torch_kernels_baseline.py > "$OUT/torch_kernels.tmp" 2>> "$OUT/bench.err" ||
+    say "torch kernel baseline failed: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"
 else
-  echo '{"bench": "torch_gemm", "skipped": "no PyTorch on this machine"}' > "$OUT/bench_torch_gemm.json"
+  echo '{"skipped": "no PyTorch on this machine"}' > "$OUT/torch_gemm.tmp"
+  cp "$OUT/torch_gemm.tmp" "$OUT/torch_kernels.tmp"
 fi
+[[ -s "$OUT/bench.err" ]] && { echo "== benchmark stderr"; tail -30 "$OUT/bench.err"; } >> "$OUT/machine.txt"
 rm -f "$OUT/bench.err"
-python3 - "$OUT/bench_gemm.json" "$OUT/bench_torch_gemm.json" <<'PY' | tee -a "$SUMMARY"
-import json, sys
-def load(p):
+python3 - "$OUT" <<'PY' | tee -a "$SUMMARY"
+import json, os, sys
+out = sys.argv[1]
+def load(name):
     try:
-        return json.load(open(p))
+        return json.load(open(os.path.join(out, name)))
     except Exception as e:
         return {"skipped": f"unreadable: {e}"}
-ours, torch = load(sys.argv[1]), load(sys.argv[2])
-if "results" not in ours:
-    print("gemm benchmark:", ours.get("skipped", "no results")); sys.exit()
-base = {r["name"]: r for r in torch.get("results", [])}
-print(f"gemm (bf16, cuBLASLt) on {ours.get('device','?')}; torch.matmul: {torch.get('skipped', torch.get('torch',''))}")
-print(f"{'shape':18s} {'m':>5s} {'n':>6s} {'k':>6s} {'ours us':>9s} {'TFLOP/s':>8s} {'torch us':>9s} {'TFLOP/s':>8s} {'speedup':>7s}")
-for r in ours["results"]:
-    b = base.get(r["name"])
-    tb = f"{b['median_us']:9.1f} {b['tflops']:8.1f} {b['median_us']/r['median_us']:7.2f}" if b else f"{'-':>9s} {'-':>8s} {'-':>7s}"
-    print(f"{r['name']:18s} {r['m']:5d} {r['n']:6d} {r['k']:6d} {r['median_us']:9.1f} {r['tflops']:8.1f} {tb}")
+gemm, kernels, tgemm, tkernels = (load(n) for n in ("gemm.tmp", "kernels.tmp", "torch_gemm.tmp", "torch_kernels.tmp"))
+json.dump({"gemm": gemm, "kernels": kernels}, open(os.path.join(out, "bench_ours.json"), "w"), indent=1)
+json.dump({"gemm": tgemm, "kernels": tkernels}, open(os.path.join(out, "bench_torch.json"), "w"), indent=1)
+for n in ("gemm.tmp", "kernels.tmp", "torch_gemm.tmp", "torch_kernels.tmp"):
+    os.remove(os.path.join(out, n))
+if "results" not in gemm:
+    print("gemm benchmark:", gemm.get("skipped", "no results"))
+else:
+    base = {r["name"]: r for r in tgemm.get("results", [])}
+    print(f"gemm (bf16, cuBLASLt) on {gemm.get('device','?')}; torch.matmul: {tgemm.get('skipped', tgemm.get('torch',''))}")
+    print(f"{'shape':18s} {'m':>5s} {'n':>6s} {'k':>6s} {'ours us':>9s} {'TFLOP/s':>8s} {'torch us':>9s} {'TFLOP/s':>8s} {'speedup':>7s}")
+    for r in gemm["results"]:
+        b = base.get(r["name"])
+        tb = f"{b['median_us']:9.1f} {b['tflops']:8.1f} {b['median_us']/r['median_us']:7.2f}" if b else f"{'-':>9s} {'-':>8s} {'-':>7s}"
+        print(f"{r['name']:18s} {r['m']:5d} {r['n']:6d} {r['k']:6d} {r['median_us']:9.1f} {r['tflops']:8.1f} {tb}")
+if "results" not in kernels:
+    print("kernel benchmark:", kernels.get("skipped", "no results"))
+else:
+    base = {r["name"]: r for r in tkernels.get("results", [])}
+    print(f"memory-bound kernels: device-to-device copy {kernels['copy_gbps']} GB/s "
+          f"(torch copy_ {tkernels.get('copy_gbps', '-')} GB/s)")
+    print(f"{'op':20s} {'shape':18s} {'ours us':>9s} {'GB/s':>7s} {'%copy':>6s} {'torch us':>9s} {'GB/s':>7s} {'speedup':>7s}")
+    for r in kernels["results"]:
+        b = base.get(r["name"])
+        tb = f"{b['median_us']:9.1f} {b['gbps']:7.1f} {b['median_us']/r['median_us']:7.2f}" if b else f"{'-':>9s} {'-':>7s} {'-':>7s}"
+        print(f"{r['name']:20s} {r['shape']:18s} {r['median_us']:9.1f} {r['gbps']:7.1f} "
+              f"{100 * r['gbps'] / kernels['copy_gbps']:5.0f}% {tb}")
 PY
 
-
 # ---- 4. transformers end-to-end baseline (random weights of the real 4B config, bf16) -----------
-if python3 -c 'import torch, transformers' 2>/dev/null; then
+if [[ "${VLMSERVE_CHECK_E2E:-1}" != 1 ]]; then
+  echo '{"bench": "torch_e2e", "skipped": "VLMSERVE_CHECK_E2E=0"}' > "$OUT/bench_torch_e2e.json"
+  say "transformers baseline: skipped (VLMSERVE_CHECK_E2E=0)"
+elif python3 -c 'import torch, transformers' 2>/dev/null; then
   timeout 240 python3 bench/torch_e2e_baseline.py > "$OUT/bench_torch_e2e.json" 2> "$OUT/e2e.err" ||
     say "transformers baseline failed: $(tail -3 "$OUT/e2e.err" | tr '\n' ' ')"
   python3 - "$OUT/bench_torch_e2e.json" <<'PY' 2>/dev/null | tee -a "$SUMMARY"
@@ -171,7 +200,7 @@ if [[ -z "$SAN" ]]; then
   echo "compute-sanitizer not found" > "$OUT/sanitizer.log"
   say "memcheck: unavailable (compute-sanitizer not found)"
 else
-  timeout 150 "$SAN" --tool memcheck --error-exitcode 99 --leak-check full \
+  timeout 240 "$SAN" --tool memcheck --error-exitcode 99 --leak-check full \
     "$BIN/vlmserve_gpu_tests" > "$OUT/sanitizer.log" 2>&1
   rc=$?
   summary_line=$(grep -m1 'ERROR SUMMARY' "$OUT/sanitizer.log")

@@ -48,11 +48,7 @@ TEST(AxpyTest, MatchesReference) {
   }
 }
 
-std::vector<__nv_bfloat16> ToBf16(const std::vector<float>& v) {
-  std::vector<__nv_bfloat16> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16_rn(v[i]);
-  return out;
-}
+using testing::ToBf16;
 
 struct Shape {
   int64_t m, n, k;

@@ -1,0 +1,122 @@
+// Gemma RMSNorm kernels (see rms_norm.h). One block per row; each thread walks the row in chunks
+// of V elements (V = 8: 16-byte loads, when every row start and the weight are 16-byte aligned and
+// dim % 8 == 0; else V = 1). The sum of squares is fp32, block-reduced; the second pass re-reads the
+// row (it is in L1/L2) rather than holding up to 10,240 values in registers.
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/launch_util.h"
+#include "kernels/cuda/rms_norm.h"
+#include "kernels/index_math.h"
+
+namespace vlmserve::gpu {
+namespace {
+
+template <int V>
+__global__ void RmsNormKernel(RmsNormArgs a) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const __nv_bfloat16* x = a.x + idx::HeadRowOffset(r, a.heads, a.dim, a.x_stride);
+  __nv_bfloat16* y = a.y + idx::HeadRowOffset(r, a.heads, a.dim, a.y_stride);
+  float ss = 0.f;
+  for (int64_t c = int64_t{threadIdx.x} * V; c < a.dim; c += int64_t{blockDim.x} * V) {
+    float v[V];
+    LoadBf16<V>(x + c, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) ss += v[i] * v[i];
+  }
+  const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(a.dim) + a.eps);
+  // In place is safe: a thread rewrites only the chunks it read, after the reduction.
+  for (int64_t c = int64_t{threadIdx.x} * V; c < a.dim; c += int64_t{blockDim.x} * V) {
+    float v[V], w[V];
+    LoadBf16<V>(x + c, v);
+    LoadBf16<V>(a.w + c, w);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = (v[i] * inv) * (1.f + w[i]);
+    StoreBf16<V>(y + c, v);
+  }
+}
+
+template <int V>
+__global__ void AddRmsNormKernel(AddRmsNormArgs a) {
+  __shared__ float scratch[32];
+  const int64_t off = int64_t{blockIdx.x} * a.dim;
+  const __nv_bfloat16* in = a.a + off;
+  __nv_bfloat16* res = a.residual + off;
+  float ss = 0.f;
+  for (int64_t c = int64_t{threadIdx.x} * V; c < a.dim; c += int64_t{blockDim.x} * V) {
+    float v[V];
+    LoadBf16<V>(in + c, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) ss += v[i] * v[i];
+  }
+  const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(a.dim) + a.eps);
+  float ss_next = 0.f;
+  for (int64_t c = int64_t{threadIdx.x} * V; c < a.dim; c += int64_t{blockDim.x} * V) {
+    float v[V], w[V], r[V];
+    LoadBf16<V>(in + c, v);
+    LoadBf16<V>(a.w_post + c, w);
+    LoadBf16<V>(res + c, r);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      // transformers: the norm returns bf16, then the residual add rounds again (spec §6.6).
+      r[i] = RoundBf16(r[i] + RoundBf16((v[i] * inv) * (1.f + w[i])));
+      ss_next += r[i] * r[i];
+    }
+    StoreBf16<V>(res + c, r);
+  }
+  if (a.w_next == nullptr) return;  // uniform over the block
+  const float inv_next = rsqrtf(BlockSum(ss_next, scratch) / static_cast<float>(a.dim) + a.eps);
+  __nv_bfloat16* y = a.y_next + off;
+  for (int64_t c = int64_t{threadIdx.x} * V; c < a.dim; c += int64_t{blockDim.x} * V) {
+    float r[V], w[V];
+    LoadBf16<V>(res + c, r);  // this thread's own writes above
+    LoadBf16<V>(a.w_next + c, w);
+#pragma unroll
+    for (int i = 0; i < V; ++i) r[i] = (r[i] * inv_next) * (1.f + w[i]);
+    StoreBf16<V>(y + c, r);
+  }
+}
+
+}  // namespace
+
+Status RmsNorm(const RmsNormArgs& args, cudaStream_t stream) {
+  RmsNormArgs a = args;
+  if (a.x_stride == 0) a.x_stride = a.heads * a.dim;
+  if (a.y_stride == 0) a.y_stride = a.heads * a.dim;
+  if (!a.x || !a.y || !a.w) return BadArgs("RmsNorm", "null pointer");
+  if (a.dim <= 0 || a.heads <= 0 || a.tokens < 0) return BadArgs("RmsNorm", "sizes must be positive");
+  if (a.x_stride < a.heads * a.dim || a.y_stride < a.heads * a.dim)
+    return BadArgs("RmsNorm", "row stride smaller than heads × dim");
+  const int64_t rows = a.tokens * a.heads;
+  if (rows > kMaxGridRows) return BadArgs("RmsNorm", "too many rows");
+  if (rows == 0) return Status::Ok();
+  const bool vec = a.dim % 8 == 0 && a.x_stride % 8 == 0 && a.y_stride % 8 == 0 && Aligned16(a.x) &&
+                   Aligned16(a.y) && Aligned16(a.w);
+  if (vec) {
+    RmsNormKernel<8><<<static_cast<unsigned>(rows), RowThreads(a.dim / 8), 0, stream>>>(a);
+  } else {
+    RmsNormKernel<1><<<static_cast<unsigned>(rows), RowThreads(a.dim), 0, stream>>>(a);
+  }
+  CUDA_CHECK(cudaGetLastError());
+  return Status::Ok();
+}
+
+Status AddRmsNorm(const AddRmsNormArgs& a, cudaStream_t stream) {
+  if (!a.a || !a.w_post || !a.residual) return BadArgs("AddRmsNorm", "null pointer");
+  if ((a.w_next == nullptr) != (a.y_next == nullptr))
+    return BadArgs("AddRmsNorm", "w_next and y_next go together");
+  if (a.dim <= 0 || a.rows < 0) return BadArgs("AddRmsNorm", "sizes must be positive");
+  if (a.rows > kMaxGridRows) return BadArgs("AddRmsNorm", "too many rows");
+  if (a.rows == 0) return Status::Ok();
+  const bool vec = a.dim % 8 == 0 && Aligned16(a.a) && Aligned16(a.w_post) && Aligned16(a.residual) &&
+                   (!a.w_next || (Aligned16(a.w_next) && Aligned16(a.y_next)));
+  if (vec) {
+    AddRmsNormKernel<8><<<static_cast<unsigned>(a.rows), RowThreads(a.dim / 8), 0, stream>>>(a);
+  } else {
+    AddRmsNormKernel<1><<<static_cast<unsigned>(a.rows), RowThreads(a.dim), 0, stream>>>(a);
+  }
+  CUDA_CHECK(cudaGetLastError());
+  return Status::Ok();
+}
+
+}  // namespace vlmserve::gpu
