@@ -33,6 +33,12 @@ VLMSERVE_HD int64_t PoolInputPatch(int64_t t, int64_t a, int64_t side, int64_t k
   return (i * kernel + ky) * side + j * kernel + kx;
 }
 
+// The window's top-left patch; window element (ky, kx) is PoolWindowStart + ky · side + kx
+// (= PoolInputPatch(t, ky · kernel + kx, …)), which lets a kernel walk the window without dividing.
+VLMSERVE_HD int64_t PoolWindowStart(int64_t t, int64_t side, int64_t kernel) {
+  return PoolInputPatch(t, 0, side, kernel);
+}
+
 // RoPE rotate-half pairing (spec §6.4): element i < half rotates together with i + half, using
 // frequency index i; RopeFreqIndex gives that index for any element of the head.
 VLMSERVE_HD int64_t RopePartner(int64_t i, int64_t head_dim) {

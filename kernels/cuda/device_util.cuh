@@ -46,6 +46,13 @@ __device__ __forceinline__ void StoreBf16(__nv_bfloat16* p, const float (&v)[V])
 // roundings, spec §6.6).
 __device__ __forceinline__ float RoundBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
+// Sum over the warp; every lane gets the total.
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 // Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the total.
 // `scratch` holds 32 floats of shared memory. Two __syncthreads so it can be called repeatedly.
 __device__ __forceinline__ float BlockSum(float v, float* scratch) {

@@ -14,11 +14,40 @@ inline Status BadArgs(const char* op, const std::string& what) {
   return InvalidArgumentError(std::string(op) + ": " + what);
 }
 
-// Threads per block for a row kernel handling `chunks` vector chunks per row: one warp at least,
-// 256 at most, whole warps.
+// Threads per block for a block-per-row kernel handling `chunks` vector chunks per row: whole
+// warps, at most 256, balanced so every pass over the row keeps the threads busy (320 chunks → 160
+// threads × 2, not 256 + 64).
 inline int RowThreads(int64_t chunks) {
-  const int64_t warps = std::clamp<int64_t>((chunks + 31) / 32, 1, 8);
-  return static_cast<int>(warps * 32);
+  const int64_t passes = std::max<int64_t>(1, (chunks + 255) / 256);
+  const int64_t per_pass = (chunks + passes - 1) / passes;
+  return static_cast<int>(std::clamp<int64_t>((per_pass + 31) / 32, 1, 8) * 32);
+}
+
+// How a row kernel that keeps its row in registers (16-byte chunks of 8 bf16) is launched: a warp
+// per row for short rows (per-head norms: 256 elements), else a block per row; each thread holds
+// `chunks_per_thread` ∈ {1, 2, 4} chunks. chunks_per_thread == 0: the row is too long for
+// registers (over 8192 elements) — use the streaming kernel.
+struct RowPlan {
+  bool warp_per_row = false;
+  int threads = 0, chunks_per_thread = 0;
+  int64_t blocks = 0;
+};
+inline RowPlan PlanRegisterRow(int64_t rows, int64_t chunks, bool allow_warp_per_row) {
+  RowPlan p;
+  auto round_c = [](int64_t c) { return c <= 1 ? 1 : c <= 2 ? 2 : c <= 4 ? 4 : 0; };
+  if (allow_warp_per_row && chunks <= 4 * 32) {
+    p.warp_per_row = true;
+    p.chunks_per_thread = round_c((chunks + 31) / 32);
+    p.threads = 256;  // 8 rows per block
+    p.blocks = (rows + 7) / 8;
+    return p;
+  }
+  p.chunks_per_thread = round_c((chunks + 255) / 256);
+  if (p.chunks_per_thread == 0) return p;
+  const int64_t per_thread = p.chunks_per_thread;
+  p.threads = static_cast<int>(std::clamp<int64_t>(((chunks + per_thread - 1) / per_thread + 31) / 32, 1, 8) * 32);
+  p.blocks = rows;
+  return p;
 }
 
 // Blocks for a grid-stride elementwise kernel over n items (never 0, capped so the grid fits).

@@ -1,6 +1,7 @@
-// LayerNorm kernel (see layer_norm.h). One block per row, V-element chunks as in rms_norm.cu.
-// Two-pass statistics (mean, then the mean of (x − mean)²) rather than E[x²] − mean², which loses
-// precision when |mean| ≫ std; the row is re-read from L1/L2 for each pass.
+// LayerNorm kernels (see layer_norm.h). Two-pass statistics (mean, then the mean of (x − mean)²)
+// rather than E[x²] − mean², which loses precision when |mean| ≫ std. Aligned rows of up to 8192
+// elements (SigLIP: 1152) stay in registers across both passes (LayerNormRegKernel, as
+// RmsNormRegKernel in rms_norm.cu); others use the streaming kernel, which re-reads the row.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/launch_util.h"
@@ -8,6 +9,57 @@
 
 namespace vlmserve::gpu {
 namespace {
+
+template <int C, bool kWarpPerRow>
+__global__ void LayerNormRegKernel(LayerNormArgs a) {
+  __shared__ float scratch[32];
+  const int lane = kWarpPerRow ? static_cast<int>(threadIdx.x & 31) : static_cast<int>(threadIdx.x);
+  const int group = kWarpPerRow ? 32 : static_cast<int>(blockDim.x);
+  const int64_t r = kWarpPerRow ? int64_t{blockIdx.x} * (blockDim.x / 32) + (threadIdx.x >> 5) : int64_t{blockIdx.x};
+  if (kWarpPerRow && r >= a.rows) return;
+  const __nv_bfloat16* x = a.x + r * a.dim;
+  const float n = static_cast<float>(a.dim);
+  float v[C][8];
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < C; ++k) {
+    const int64_t c = (int64_t{lane} + int64_t{k} * group) * 8;
+    if (c < a.dim) {
+      LoadBf16<8>(x + c, v[k]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sum += v[k][i];
+    }
+  }
+  const float mean = (kWarpPerRow ? WarpSum(sum) : BlockSum(sum, scratch)) / n;
+  float sq = 0.f;
+#pragma unroll
+  for (int k = 0; k < C; ++k) {
+    const int64_t c = (int64_t{lane} + int64_t{k} * group) * 8;
+    if (c < a.dim) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sq += (v[k][i] - mean) * (v[k][i] - mean);
+    }
+  }
+  const float rstd = rsqrtf((kWarpPerRow ? WarpSum(sq) : BlockSum(sq, scratch)) / n + a.eps);
+  __nv_bfloat16* y = a.y + r * a.dim;
+#pragma unroll
+  for (int k = 0; k < C; ++k) {
+    const int64_t c = (int64_t{lane} + int64_t{k} * group) * 8;
+    if (c < a.dim) {
+      float w[8], b[8];
+      LoadBf16<8>(a.w + c, w);
+      if (a.b) {
+        LoadBf16<8>(a.b + c, b);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) b[i] = 0.f;
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[k][i] = (v[k][i] - mean) * rstd * w[i] + b[i];
+      StoreBf16<8>(y + c, v[k]);
+    }
+  }
+}
 
 template <int V>
 __global__ void LayerNormKernel(LayerNormArgs a) {
@@ -57,7 +109,18 @@ Status LayerNorm(const LayerNormArgs& a, cudaStream_t stream) {
   if (a.rows == 0) return Status::Ok();
   const bool vec = a.dim % 8 == 0 && Aligned16(a.x) && Aligned16(a.w) && Aligned16(a.y) &&
                    (!a.b || Aligned16(a.b));
-  if (vec) {
+  const RowPlan plan = vec ? PlanRegisterRow(a.rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
+  if (plan.chunks_per_thread > 0) {
+    const unsigned blocks = static_cast<unsigned>(plan.blocks);
+    switch (plan.chunks_per_thread * (plan.warp_per_row ? -1 : 1)) {
+      case -1: LayerNormRegKernel<1, true><<<blocks, plan.threads, 0, stream>>>(a); break;
+      case -2: LayerNormRegKernel<2, true><<<blocks, plan.threads, 0, stream>>>(a); break;
+      case -4: LayerNormRegKernel<4, true><<<blocks, plan.threads, 0, stream>>>(a); break;
+      case 1: LayerNormRegKernel<1, false><<<blocks, plan.threads, 0, stream>>>(a); break;
+      case 2: LayerNormRegKernel<2, false><<<blocks, plan.threads, 0, stream>>>(a); break;
+      default: LayerNormRegKernel<4, false><<<blocks, plan.threads, 0, stream>>>(a); break;
+    }
+  } else if (vec) {
     LayerNormKernel<8><<<static_cast<unsigned>(a.rows), RowThreads(a.dim / 8), 0, stream>>>(a);
   } else {
     LayerNormKernel<1><<<static_cast<unsigned>(a.rows), RowThreads(a.dim), 0, stream>>>(a);

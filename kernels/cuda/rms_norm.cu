@@ -1,7 +1,8 @@
-// Gemma RMSNorm kernels (see rms_norm.h). One block per row; each thread walks the row in chunks
-// of V elements (V = 8: 16-byte loads, when every row start and the weight are 16-byte aligned and
-// dim % 8 == 0; else V = 1). The sum of squares is fp32, block-reduced; the second pass re-reads the
-// row (it is in L1/L2) rather than holding up to 10,240 values in registers.
+// Gemma RMSNorm kernels (see rms_norm.h). Rows are read in 16-byte chunks of 8 bf16 when every row
+// start and the weight are 16-byte aligned and dim % 8 == 0. Such rows up to 8192 elements stay in
+// registers between the reduction and the output (RmsNormRegKernel: a warp per row for short rows
+// such as 256-element heads, else a block per row); the sum of squares is fp32. Longer or unaligned
+// rows use the streaming kernel, which re-reads the row (from L1/L2) for the second pass.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/launch_util.h"
@@ -10,6 +11,42 @@
 
 namespace vlmserve::gpu {
 namespace {
+
+// C chunks of 8 per thread; kWarpPerRow: blockDim.x / 32 rows per block, reduced by shuffles only.
+template <int C, bool kWarpPerRow>
+__global__ void RmsNormRegKernel(RmsNormArgs a, int64_t rows) {
+  __shared__ float scratch[32];
+  const int lane = kWarpPerRow ? static_cast<int>(threadIdx.x & 31) : static_cast<int>(threadIdx.x);
+  const int group = kWarpPerRow ? 32 : static_cast<int>(blockDim.x);
+  const int64_t r = kWarpPerRow ? int64_t{blockIdx.x} * (blockDim.x / 32) + (threadIdx.x >> 5) : int64_t{blockIdx.x};
+  if (kWarpPerRow && r >= rows) return;  // whole warps leave; no block-wide sync in this mode
+  const __nv_bfloat16* x = a.x + idx::HeadRowOffset(r, a.heads, a.dim, a.x_stride);
+  __nv_bfloat16* y = a.y + idx::HeadRowOffset(r, a.heads, a.dim, a.y_stride);
+  float v[C][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < C; ++k) {
+    const int64_t c = (int64_t{lane} + int64_t{k} * group) * 8;
+    if (c < a.dim) {
+      LoadBf16<8>(x + c, v[k]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) ss += v[k][i] * v[k][i];
+    }
+  }
+  ss = kWarpPerRow ? WarpSum(ss) : BlockSum(ss, scratch);
+  const float inv = rsqrtf(ss / static_cast<float>(a.dim) + a.eps);
+#pragma unroll
+  for (int k = 0; k < C; ++k) {
+    const int64_t c = (int64_t{lane} + int64_t{k} * group) * 8;
+    if (c < a.dim) {
+      float w[8];
+      LoadBf16<8>(a.w + c, w);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[k][i] = (v[k][i] * inv) * (1.f + w[i]);
+      StoreBf16<8>(y + c, v[k]);
+    }
+  }
+}
 
 template <int V>
 __global__ void RmsNormKernel(RmsNormArgs a) {
@@ -92,7 +129,18 @@ Status RmsNorm(const RmsNormArgs& args, cudaStream_t stream) {
   if (rows == 0) return Status::Ok();
   const bool vec = a.dim % 8 == 0 && a.x_stride % 8 == 0 && a.y_stride % 8 == 0 && Aligned16(a.x) &&
                    Aligned16(a.y) && Aligned16(a.w);
-  if (vec) {
+  const RowPlan plan = vec ? PlanRegisterRow(rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
+  if (plan.chunks_per_thread > 0) {
+    const unsigned blocks = static_cast<unsigned>(plan.blocks);
+    switch (plan.chunks_per_thread * (plan.warp_per_row ? -1 : 1)) {
+      case -1: RmsNormRegKernel<1, true><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
+      case -2: RmsNormRegKernel<2, true><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
+      case -4: RmsNormRegKernel<4, true><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
+      case 1: RmsNormRegKernel<1, false><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
+      case 2: RmsNormRegKernel<2, false><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
+      default: RmsNormRegKernel<4, false><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
+    }
+  } else if (vec) {
     RmsNormKernel<8><<<static_cast<unsigned>(rows), RowThreads(a.dim / 8), 0, stream>>>(a);
   } else {
     RmsNormKernel<1><<<static_cast<unsigned>(rows), RowThreads(a.dim), 0, stream>>>(a);

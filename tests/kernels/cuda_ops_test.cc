@@ -301,7 +301,7 @@ TEST(CudaAvgPoolTest, MatchesReferenceOnGridsAndKernels) {
   struct Grid { int64_t side, kernel; };
   for (Grid g : {Grid{64, 4}, Grid{8, 2}, Grid{6, 3}, Grid{4, 1}, Grid{16, 16}}) {
     for (int64_t n : {1, 2}) {
-      for (int64_t d : {72, 1152}) {
+      for (int64_t d : {19, 72, 1152}) {  // 19: the scalar path
         testing::Rng rng(static_cast<uint64_t>(g.side * 97 + g.kernel * 13 + n + d));
         const int64_t out = (g.side / g.kernel) * (g.side / g.kernel);
         auto x = RandBf16(rng, n * g.side * g.side * d, 5.f);

@@ -61,6 +61,11 @@ TEST(IndexMathTest, PoolThroughPoolInputPatchEqualsAvgPoolRef) {
           got[(img * out + t) * k.d + c] = static_cast<float>(acc * (1.0 / static_cast<double>(k.kernel * k.kernel)));
         }
     EXPECT_EQ(got, ref) << "side=" << k.side << " kernel=" << k.kernel;
+    for (int64_t t = 0; t < out; ++t)
+      for (int64_t ky = 0; ky < k.kernel; ++ky)
+        for (int64_t kx = 0; kx < k.kernel; ++kx)
+          ASSERT_EQ(idx::PoolWindowStart(t, k.side, k.kernel) + ky * k.side + kx,
+                    idx::PoolInputPatch(t, ky * k.kernel + kx, k.side, k.kernel));
   }
 }
 
