@@ -1,8 +1,8 @@
-// Memory-bound kernel benchmark: the ops of kernels/cuda on the shapes of gemma-3-4b-it (a ~330-token
-// prefill, one 896² image) and on larger batches, as GB/s of the bytes each op must move (read
-// once + written once), next to a device-to-device copy measured in the same process (the practical
-// bandwidth ceiling). Method as gemm_bench.cc: warm-up, L2 flushed before every timed repeat,
-// CUDA-event median. The PyTorch baseline for the same names and byte counts is
+// Memory-bound kernel benchmark: the ops of kernels/cuda on the shapes of gemma-3-4b-it (a
+// ~330-token prefill, one 896² image) and on larger batches, as GB/s of the bytes each op must move
+// (read once + written once), next to a device-to-device copy measured in the same process (the
+// practical bandwidth ceiling). Method as gemm_bench.cc: warm-up, L2 flushed before every timed
+// repeat, CUDA-event median. The PyTorch baseline for the same names and byte counts is
 // bench/torch_kernels_baseline.py (scripts/gpu/check.sh runs both).
 //
 //   vlmserve_bench_kernels [--repeats N]   → one JSON object on stdout
@@ -14,10 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
+#include "bench/cuda_timer.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/avg_pool.h"
 #include "kernels/cuda/device.h"
@@ -35,15 +35,6 @@ using bf16 = __nv_bfloat16;
 using vlmserve::Status;
 namespace gpu = vlmserve::gpu;
 
-#define CHECK_CUDA(x)                                                     \
-  do {                                                                    \
-    cudaError_t e = (x);                                                  \
-    if (e != cudaSuccess) {                                               \
-      std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e)); \
-      std::exit(1);                                                       \
-    }                                                                     \
-  } while (0)
-
 // Device allocations freed at exit; filled with a small finite bf16 pattern (values don't change
 // the cost of these kernels).
 struct Arena {
@@ -51,8 +42,8 @@ struct Arena {
   template <typename T>
   T* Alloc(int64_t n, int fill = 0x3c) {
     void* p = nullptr;
-    CHECK_CUDA(cudaMalloc(&p, static_cast<size_t>(n) * sizeof(T)));
-    CHECK_CUDA(cudaMemset(p, fill, static_cast<size_t>(n) * sizeof(T)));
+    BENCH_CHECK_CUDA(cudaMalloc(&p, static_cast<size_t>(n) * sizeof(T)));
+    BENCH_CHECK_CUDA(cudaMemset(p, fill, static_cast<size_t>(n) * sizeof(T)));
     ptrs.push_back(p);
     return static_cast<T*>(p);
   }
@@ -61,48 +52,15 @@ struct Arena {
   }
 };
 
-struct Timer {
-  void* flush = nullptr;
-  size_t flush_bytes = size_t{256} << 20;  // larger than any L2 (H100 50 MB, H200 60 MB)
-  cudaEvent_t start{}, stop{};
-  int repeats = 20;
-  Timer() {
-    CHECK_CUDA(cudaMalloc(&flush, flush_bytes));
-    CHECK_CUDA(cudaEventCreate(&start));
-    CHECK_CUDA(cudaEventCreate(&stop));
-  }
-  ~Timer() { cudaFree(flush); }
-  // Median and minimum in microseconds; exits on a launcher error.
-  std::pair<double, double> Time(const char* name, const std::function<Status()>& op) {
-    for (int i = 0; i < 3; ++i) {
-      Status st = op();
-      if (!st.ok()) {
-        std::fprintf(stderr, "%s: %s\n", name, st.ToString().c_str());
-        std::exit(1);
-      }
-    }
-    std::vector<float> ms;
-    for (int r = 0; r < repeats; ++r) {
-      CHECK_CUDA(cudaMemsetAsync(flush, r & 0xff, flush_bytes, nullptr));
-      CHECK_CUDA(cudaEventRecord(start, nullptr));
-      (void)op();
-      CHECK_CUDA(cudaEventRecord(stop, nullptr));
-      CHECK_CUDA(cudaEventSynchronize(stop));
-      float t = 0;
-      CHECK_CUDA(cudaEventElapsedTime(&t, start, stop));
-      ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    return {ms[(ms.size() - 1) / 2] * 1e3, ms.front() * 1e3};  // lower median, as the torch script
-  }
-};
-
 bool first_result = true;
-void Report(const char* name, const std::string& shape, double bytes, std::pair<double, double> us) {
-  std::printf("%s  {\"name\": \"%s\", \"shape\": \"%s\", \"bytes\": %.0f, \"median_us\": %.2f, \"min_us\": %.2f, "
-              "\"gbps\": %.1f}",
-              first_result ? "" : ",\n", name, shape.c_str(), bytes, us.first, us.second,
-              bytes / (us.first * 1e-6) / 1e9);
+void Report(const char* name, const std::string& shape, double bytes,
+            std::pair<double, double> us) {
+  std::printf(
+      "%s  {\"name\": \"%s\", \"shape\": \"%s\", \"bytes\": %.0f, \"median_us\": %.2f, \"min_us\": "
+      "%.2f, "
+      "\"gbps\": %.1f}",
+      first_result ? "" : ",\n", name, shape.c_str(), bytes, us.first, us.second,
+      bytes / (us.first * 1e-6) / 1e9);
   first_result = false;
 }
 
@@ -114,11 +72,11 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--repeats") == 0) repeats = std::max(1, std::atoi(argv[i + 1]));
   auto devices = vlmserve::DescribeCudaDevices();
   if (!devices.ok()) {
-    std::printf("{\"bench\": \"kernels\", \"skipped\": \"%s\"}\n", devices.status().message().c_str());
+    std::printf("{\"bench\": \"kernels\", \"skipped\": \"%s\"}\n",
+                devices.status().message().c_str());
     return 0;
   }
-  Timer timer;
-  timer.repeats = repeats;
+  vlmserve::bench::CudaTimer timer(repeats);
   std::string dev = *devices;
   dev.erase(std::remove(dev.begin(), dev.end(), '\n'), dev.end());
   auto gemm = vlmserve::CublasLtGemm::Create();
@@ -137,10 +95,13 @@ int main(int argc, char** argv) {
                ? Status::Ok()
                : vlmserve::InternalError("cudaMemcpyAsync");
   });
-  std::printf("{\"bench\": \"kernels\", \"device\": \"%s\", \"repeats\": %d, \"copy_gbps\": %.1f, \"results\": [\n",
-              dev.c_str(), timer.repeats, 2.0 * copy_bytes / (copy_us.first * 1e-6) / 1e9);
+  std::printf(
+      "{\"bench\": \"kernels\", \"device\": \"%s\", \"repeats\": %d, \"copy_gbps\": %.1f, "
+      "\"results\": [\n",
+      dev.c_str(), timer.repeats(), 2.0 * copy_bytes / (copy_us.first * 1e-6) / 1e9);
 
-  const int64_t D = 2560, kQHeads = 8, kKvHeads = 4, kHd = 256, kQkv = (kQHeads + 2 * kKvHeads) * kHd;
+  const int64_t D = 2560, kQHeads = 8, kKvHeads = 4, kHd = 256,
+                kQkv = (kQHeads + 2 * kKvHeads) * kHd;
   for (int64_t rows : {int64_t{330}, int64_t{16384}}) {
     const std::string sh = std::to_string(rows) + "x" + std::to_string(D);
     const double tensor = 2.0 * rows * D;  // bytes of one [rows, D] bf16 tensor
@@ -154,14 +115,16 @@ int main(int argc, char** argv) {
     rn.w = w;
     rn.tokens = rows;
     rn.dim = D;
-    Report(("rms_norm_" + std::to_string(rows)).c_str(), sh, 2 * tensor, timer.Time("rms_norm", [&] { return gpu::RmsNorm(rn, nullptr); }));
+    Report(("rms_norm_" + std::to_string(rows)).c_str(), sh, 2 * tensor,
+           timer.Time("rms_norm", [&] { return gpu::RmsNorm(rn, nullptr); }));
     gpu::AddRmsNormArgs ar{x, w, r, w, y, rows, D, 1e-6f};
     Report(("add_rms_norm_" + std::to_string(rows)).c_str(), sh, 4 * tensor,
            timer.Time("add_rms_norm", [&] { return gpu::AddRmsNorm(ar, nullptr); }));
 
     // q-norm in place on the q part of a fused qkv buffer, then RoPE on it.
     auto* qkv = arena.Alloc<bf16>(rows * kQkv);
-    const std::string qsh = std::to_string(rows) + "x" + std::to_string(kQHeads) + "x" + std::to_string(kHd);
+    const std::string qsh =
+        std::to_string(rows) + "x" + std::to_string(kQHeads) + "x" + std::to_string(kHd);
     const double q_bytes = 2.0 * rows * kQHeads * kHd;
     gpu::RmsNormArgs qn;
     qn.x = qn.y = qkv;
@@ -170,28 +133,36 @@ int main(int argc, char** argv) {
     qn.heads = kQHeads;
     qn.dim = kHd;
     qn.x_stride = qn.y_stride = kQkv;
-    Report(("qk_norm_" + std::to_string(rows)).c_str(), qsh, 2 * q_bytes, timer.Time("qk_norm", [&] { return gpu::RmsNorm(qn, nullptr); }));
+    Report(("qk_norm_" + std::to_string(rows)).c_str(), qsh, 2 * q_bytes,
+           timer.Time("qk_norm", [&] { return gpu::RmsNorm(qn, nullptr); }));
     std::vector<int32_t> pos_host(static_cast<size_t>(rows));
     for (int64_t t = 0; t < rows; ++t) pos_host[t] = static_cast<int32_t>(t);
     auto* pos = arena.Alloc<int32_t>(rows);
-    CHECK_CUDA(cudaMemcpy(pos, pos_host.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(
+        cudaMemcpy(pos, pos_host.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice));
     const auto inv_host = vlmserve::RopeInvFreq(kHd, 1e4, 1.0);
     auto* inv = arena.Alloc<float>(kHd / 2);
-    CHECK_CUDA(cudaMemcpy(inv, inv_host.data(), inv_host.size() * sizeof(float), cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(
+        cudaMemcpy(inv, inv_host.data(), inv_host.size() * sizeof(float), cudaMemcpyHostToDevice));
     gpu::RopeArgs ro{qkv, pos, inv, rows, kQHeads, kHd, kQkv};
-    Report(("rope_q_" + std::to_string(rows)).c_str(), qsh, 2 * q_bytes, timer.Time("rope", [&] { return gpu::Rope(ro, nullptr); }));
+    Report(("rope_q_" + std::to_string(rows)).c_str(), qsh, 2 * q_bytes,
+           timer.Time("rope", [&] { return gpu::Rope(ro, nullptr); }));
 
     const int64_t I = 10240;
     auto* gu = arena.Alloc<bf16>(rows * 2 * I);
     auto* act = arena.Alloc<bf16>(rows * I);
-    Report(("geglu_" + std::to_string(rows)).c_str(), std::to_string(rows) + "x" + std::to_string(I), 3.0 * 2 * rows * I,
-           timer.Time("geglu", [&] { return gpu::Geglu({gu, act, rows, I}, nullptr); }));
+    Report(("geglu_" + std::to_string(rows)).c_str(),
+           std::to_string(rows) + "x" + std::to_string(I), 3.0 * 2 * rows * I,
+           timer.Time("geglu", [&] {
+             return gpu::Geglu({gu, act, rows, I}, nullptr);
+           }));
 
     const int64_t vocab = 262208;
     std::vector<int32_t> ids_host(static_cast<size_t>(rows));
     for (int64_t t = 0; t < rows; ++t) ids_host[t] = static_cast<int32_t>((t * 7919) % vocab);
     auto* ids = arena.Alloc<int32_t>(rows);
-    CHECK_CUDA(cudaMemcpy(ids, ids_host.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice));
+    BENCH_CHECK_CUDA(
+        cudaMemcpy(ids, ids_host.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice));
     auto* table = arena.Alloc<bf16>(vocab * D);
     gpu::EmbeddingArgs em;
     em.table = table;
@@ -201,7 +172,8 @@ int main(int argc, char** argv) {
     em.dim = D;
     em.vocab = vocab;
     em.scale = 50.5f;
-    Report(("embedding_" + std::to_string(rows)).c_str(), sh, 2 * tensor, timer.Time("embedding", [&] { return gpu::Embedding(em, nullptr); }));
+    Report(("embedding_" + std::to_string(rows)).c_str(), sh, 2 * tensor,
+           timer.Time("embedding", [&] { return gpu::Embedding(em, nullptr); }));
   }
 
   // Vision: one image (4096 patches) and a batch of 4.
@@ -212,11 +184,16 @@ int main(int argc, char** argv) {
     auto* y = arena.Alloc<bf16>(rows * V);
     auto* w = arena.Alloc<bf16>(V);
     auto* b = arena.Alloc<bf16>(V);
-    Report(("layer_norm_" + std::to_string(rows)).c_str(), std::to_string(rows) + "x" + std::to_string(V), 2.0 * 2 * rows * V,
-           timer.Time("layer_norm", [&] { return gpu::LayerNorm({x, w, b, y, rows, V, 1e-6f}, nullptr); }));
-    Report(("avg_pool_" + std::to_string(images)).c_str(), std::to_string(images) + "x64x64x" + std::to_string(V),
-           2.0 * rows * V + 2.0 * images * 256 * V,
-           timer.Time("avg_pool", [&] { return gpu::AvgPoolPatches({x, y, images, 64, 4, V}, nullptr); }));
+    Report(("layer_norm_" + std::to_string(rows)).c_str(),
+           std::to_string(rows) + "x" + std::to_string(V), 2.0 * 2 * rows * V,
+           timer.Time("layer_norm", [&] {
+             return gpu::LayerNorm({x, w, b, y, rows, V, 1e-6f}, nullptr);
+           }));
+    Report(("avg_pool_" + std::to_string(images)).c_str(),
+           std::to_string(images) + "x64x64x" + std::to_string(V),
+           2.0 * rows * V + 2.0 * images * 256 * V, timer.Time("avg_pool", [&] {
+             return gpu::AvgPoolPatches({x, y, images, 64, 4, V}, nullptr);
+           }));
     // Patch embedding: float pixels in, im2col + GEMM (bias, positions) out; reported as time and
     // the bytes of its input, output and weight (it is compute-light: 5.5 GFLOP per image).
     const int64_t cols = 3 * 14 * 14;

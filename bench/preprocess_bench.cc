@@ -20,8 +20,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> files;
   int repeats = 50;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
-    else files.push_back(argv[i]);
+    if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc)
+      repeats = std::max(1, std::atoi(argv[++i]));
+    else
+      files.push_back(argv[i]);
   }
   if (files.empty() || files.size() > 4) {
     std::fprintf(stderr, "usage: %s FRAME.png [up to 4] [--repeats N]\n", argv[0]);
@@ -49,13 +51,15 @@ int main(int argc, char** argv) {
     }
     auto grid = vlmserve::ComposeGrid(frames);
     auto pv = vlmserve::PreprocessImage(*grid, opt);
-    const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double t =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     checksum += pv->values[12345];
     if (r > 0) ms.push_back(t);  // run 0 warms caches and the allocator
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("{\"bench\": \"preprocess_grid\", \"impl\": \"vlmserve\", \"frames\": %zu, \"size\": 896, "
-              "\"repeats\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"checksum\": %.4f}\n",
-              files.size(), repeats, ms[(ms.size() - 1) / 2], ms.front(), checksum);
+  std::printf(
+      "{\"bench\": \"preprocess_grid\", \"impl\": \"vlmserve\", \"frames\": %zu, \"size\": 896, "
+      "\"repeats\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"checksum\": %.4f}\n",
+      files.size(), repeats, ms[(ms.size() - 1) / 2], ms.front(), checksum);
   return 0;
 }

@@ -22,13 +22,18 @@ int main(int argc, char** argv) {
   double mb = 4;
   int repeats = 7;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--tokenizer")) tok_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--cases")) cases_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--repeats")) repeats = std::max(1, std::atoi(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--tokenizer"))
+      tok_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--cases"))
+      cases_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--mb"))
+      mb = std::atof(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--repeats"))
+      repeats = std::max(1, std::atoi(argv[i + 1]));
   }
   if (tok_path.empty() || cases_path.empty()) {
-    std::fprintf(stderr, "usage: %s --tokenizer FILE --cases FILE [--mb N] [--repeats N]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s --tokenizer FILE --cases FILE [--mb N] [--repeats N]\n",
+                 argv[0]);
     return 2;
   }
   const auto t_load = std::chrono::steady_clock::now();
@@ -37,7 +42,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", tok.status().ToString().c_str());
     return 1;
   }
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   std::string unit;
   std::vector<std::string> prompts;  // the "prompt" cases: short, like a server's requests
   std::ifstream in(cases_path);
@@ -78,10 +84,11 @@ int main(int argc, char** argv) {
   }
   std::sort(psecs.begin(), psecs.end());
   const double pmedian = psecs[(psecs.size() - 1) / 2];
-  std::printf("{\"bench\": \"tokenizer_encode\", \"impl\": \"vlmserve\", \"bytes\": %zu, \"ids\": %zu, "
-              "\"repeats\": %d, \"median_s\": %.4f, \"mb_per_s\": %.2f, \"prompts\": %zu, "
-              "\"prompt_us_each\": %.2f, \"prompt_mb_per_s\": %.2f, \"load_s\": %.2f}\n",
-              text.size(), n_ids, repeats, median, text.size() / median / 1e6, prompts.size(),
-              pmedian / (20.0 * prompts.size()) * 1e6, 20.0 * prompt_bytes / pmedian / 1e6, load_s);
+  std::printf(
+      "{\"bench\": \"tokenizer_encode\", \"impl\": \"vlmserve\", \"bytes\": %zu, \"ids\": %zu, "
+      "\"repeats\": %d, \"median_s\": %.4f, \"mb_per_s\": %.2f, \"prompts\": %zu, "
+      "\"prompt_us_each\": %.2f, \"prompt_mb_per_s\": %.2f, \"load_s\": %.2f}\n",
+      text.size(), n_ids, repeats, median, text.size() / median / 1e6, prompts.size(),
+      pmedian / (20.0 * prompts.size()) * 1e6, 20.0 * prompt_bytes / pmedian / 1e6, load_s);
   return 0;
 }

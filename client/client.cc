@@ -66,8 +66,8 @@ std::string VlmClient::Health(const std::string& service, grpc::Status* status) 
   std::condition_variable cv;
   bool done = false;
   grpc::Status st;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_buffer, &response,
-                    [&](grpc::Status s) {
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_buffer,
+                    &response, [&](grpc::Status s) {
                       std::lock_guard<std::mutex> lock(mu);
                       st = std::move(s);
                       done = true;
@@ -85,10 +85,14 @@ std::string VlmClient::Health(const std::string& service, grpc::Status* status) 
   int value = 0;
   if (bytes.size() >= 2 && bytes[0] == 0x08) value = static_cast<uint8_t>(bytes[1]);
   switch (value) {
-    case 1: return "SERVING";
-    case 2: return "NOT_SERVING";
-    case 3: return "SERVICE_UNKNOWN";
-    default: return "UNKNOWN";
+    case 1:
+      return "SERVING";
+    case 2:
+      return "NOT_SERVING";
+    case 3:
+      return "SERVICE_UNKNOWN";
+    default:
+      return "UNKNOWN";
   }
 }
 

@@ -3,12 +3,12 @@
 // trailing metadata; Health asks grpc.health.v1 for the overall status.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "vlmserve/v1/vlmserve.grpc.pb.h"
 
@@ -16,9 +16,9 @@ namespace vlmserve {
 
 struct PredictOutcome {
   grpc::Status status;
-  v1::PredictResult result;  // set when status is OK
-  int deltas = 0;            // TokenDelta messages received
-  std::string streamed_text; // the deltas' texts, concatenated
+  v1::PredictResult result;   // set when status is OK
+  int deltas = 0;             // TokenDelta messages received
+  std::string streamed_text;  // the deltas' texts, concatenated
   std::multimap<std::string, std::string> trailers;
 };
 

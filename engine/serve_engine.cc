@@ -11,10 +11,12 @@ namespace vlmserve {
 namespace {
 
 int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t)
+      .count();
 }
 
-StatusOr<RgbImage> DecodeFrame(const FrameInput& f, const ImageLimits& lim, const std::string& what) {
+StatusOr<RgbImage> DecodeFrame(const FrameInput& f, const ImageLimits& lim,
+                               const std::string& what) {
   const auto* p = reinterpret_cast<const uint8_t*>(f.bytes.data());
   if (f.raw) return RawRgbImage(f.width, f.height, {p, f.bytes.size()}, lim, what);
   return DecodeImage({p, f.bytes.size()}, lim, what);
@@ -47,9 +49,10 @@ ServeEngine::ServeEngine(const ModelDir& model, std::unique_ptr<ModelRunner> run
     : model_(model),
       runner_(std::move(runner)),
       options_(std::move(options)),
-      max_context_(options_.max_context_tokens > 0
-                       ? std::min(options_.max_context_tokens, model.config.text.max_position_embeddings)
-                       : model.config.text.max_position_embeddings),
+      max_context_(
+          options_.max_context_tokens > 0
+              ? std::min(options_.max_context_tokens, model.config.text.max_position_embeddings)
+              : model.config.text.max_position_embeddings),
       builder_(std::move(builder)) {}
 
 ServeEngine::~ServeEngine() { Stop(); }
@@ -82,14 +85,15 @@ size_t ServeEngine::queued() const {
   return queue_.size();
 }
 
-Status ServeEngine::Submit(std::shared_ptr<const ServeRequest> request, std::shared_ptr<ResponseSink> sink,
+Status ServeEngine::Submit(std::shared_ptr<const ServeRequest> request,
+                           std::shared_ptr<ResponseSink> sink,
                            std::shared_ptr<std::atomic<bool>> cancelled) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!running_ || stopping_) return UnavailableError("the engine is not running");
     if (queue_.size() >= options_.max_queue) {
-      return ResourceExhaustedError("the request queue is full (" + std::to_string(options_.max_queue) +
-                                    " waiting); retry later");
+      return ResourceExhaustedError("the request queue is full (" +
+                                    std::to_string(options_.max_queue) + " waiting); retry later");
     }
     queue_.push_back({std::move(request), std::move(sink), std::move(cancelled)});
   }
@@ -115,8 +119,10 @@ void ServeEngine::Loop() {
     // and never the engine thread. The runner's sequence is released by Run's guard on unwind.
     try {
       StatusOr<ServeResult> r = Run(*job.request, job.sink.get(), job.cancelled.get());
-      if (r.ok()) job.sink->OnResult(std::move(r).value());
-      else job.sink->OnError(r.status());
+      if (r.ok())
+        job.sink->OnResult(std::move(r).value());
+      else
+        job.sink->OnError(r.status());
     } catch (const std::exception& e) {
       job.sink->OnError(InternalError(std::string("exception in the engine: ") + e.what()));
     } catch (...) {
@@ -125,13 +131,16 @@ void ServeEngine::Loop() {
   }
 }
 
-StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request) { return Run(request, nullptr, nullptr); }
+StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request) {
+  return Run(request, nullptr, nullptr);
+}
 
 StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink,
                                        const std::atomic<bool>* cancelled) {
   const auto start = std::chrono::steady_clock::now();
   ServeResult out;
-  out.timings.queue_us = std::chrono::duration_cast<std::chrono::microseconds>(start - r.received).count();
+  out.timings.queue_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(start - r.received).count();
   const Gemma3Config& cfg = model_.config;
 
   // 1. Frames → one image → pixel values (+ pan & scan crops).
@@ -162,7 +171,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
 
   // 2. The prompt.
   std::vector<PromptMessage> messages;
-  if (!r.system_prompt.empty()) messages.push_back({Role::kSystem, {PromptPart::Text(r.system_prompt)}});
+  if (!r.system_prompt.empty())
+    messages.push_back({Role::kSystem, {PromptPart::Text(r.system_prompt)}});
   PromptMessage user{Role::kUser, {}};
   if (has_image) user.parts.push_back(PromptPart::Image(num_crops));
   user.parts.push_back(PromptPart::Text(r.prompt));
@@ -172,7 +182,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   if (need > max_context_) {
     return InvalidArgumentError("the prompt is " + std::to_string(prompt.ids.size()) +
                                 " tokens; with max_new_tokens " + std::to_string(r.max_new_tokens) +
-                                " that exceeds the context limit of " + std::to_string(max_context_));
+                                " that exceeds the context limit of " +
+                                std::to_string(max_context_));
   }
   out.prompt_tokens = static_cast<int32_t>(prompt.ids.size());
   out.images = static_cast<int32_t>(prompt.images.size());
@@ -183,7 +194,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   auto t = std::chrono::steady_clock::now();
   std::vector<float> soft;
   if (!prompt.images.empty()) {
-    ASSIGN_OR_RETURN(soft, runner_->EncodeImages(pixels, static_cast<int64_t>(prompt.images.size())));
+    ASSIGN_OR_RETURN(soft,
+                     runner_->EncodeImages(pixels, static_cast<int64_t>(prompt.images.size())));
   }
   out.timings.vision_us = MicrosSince(t);
   t = std::chrono::steady_clock::now();
@@ -198,7 +210,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   DecodeStream stream(*model_.tokenizer, /*skip_special_tokens=*/false);
   const std::vector<int32_t>& stops = model_.generation.stop_ids;
   for (int32_t step = 0; step < r.max_new_tokens; ++step) {
-    if (cancelled && cancelled->load()) return Status(StatusCode::kCancelled, "cancelled by the client");
+    if (cancelled && cancelled->load())
+      return Status(StatusCode::kCancelled, "cancelled by the client");
     const int32_t token = sampler.Sample(logits[0]);
     if (step == 0) out.timings.first_token_us = MicrosSince(r.received);
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
@@ -211,7 +224,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
     if (sink) sink->OnDelta({token}, std::move(delta));
     if (step + 1 == r.max_new_tokens) break;
     const std::pair<SequenceId, int32_t> next{seq, token};
-    ASSIGN_OR_RETURN(logits, runner_->Decode(std::span<const std::pair<SequenceId, int32_t>>(&next, 1)));
+    ASSIGN_OR_RETURN(logits,
+                     runner_->Decode(std::span<const std::pair<SequenceId, int32_t>>(&next, 1)));
   }
   std::string tail = stream.Flush();
   if (!tail.empty()) {

@@ -36,14 +36,14 @@ namespace vlmserve {
 // One frame as it arrived: encoded bytes (PNG/JPEG) or raw RGB8.
 struct FrameInput {
   bool raw = false;
-  std::string bytes;  // encoded image, or raw RGB8 (width * height * 3)
+  std::string bytes;               // encoded image, or raw RGB8 (width * height * 3)
   uint32_t width = 0, height = 0;  // raw only
 };
 
 struct ServeRequest {
   std::string request_id, session_id;
-  std::vector<FrameInput> frames;   // 1-4 frames composed into the grid …
-  std::optional<FrameInput> grid;   // … or one pre-composed image; neither for text-only prompts
+  std::vector<FrameInput> frames;  // 1-4 frames composed into the grid …
+  std::optional<FrameInput> grid;  // … or one pre-composed image; neither for text-only prompts
   std::string prompt, system_prompt;
   int32_t max_new_tokens = 64;
   SamplingParams sampling;
@@ -77,8 +77,9 @@ class ResponseSink {
 struct EngineOptions {
   ImageLimits image_limits;
   PromptLimits prompt_limits;
-  size_t max_queue = 64;           // queued requests beyond the one running; more is RESOURCE_EXHAUSTED
-  int64_t max_context_tokens = 0;  // prompt + max_new_tokens; 0 = the model's max_position_embeddings
+  size_t max_queue = 64;  // queued requests beyond the one running; more is RESOURCE_EXHAUSTED
+  int64_t max_context_tokens =
+      0;  // prompt + max_new_tokens; 0 = the model's max_position_embeddings
 };
 
 class ServeEngine {
@@ -114,7 +115,8 @@ class ServeEngine {
   };
   void Loop();
   // The whole pipeline for one request; deltas go to `sink` when given.
-  StatusOr<ServeResult> Run(const ServeRequest& r, ResponseSink* sink, const std::atomic<bool>* cancelled);
+  StatusOr<ServeResult> Run(const ServeRequest& r, ResponseSink* sink,
+                            const std::atomic<bool>* cancelled);
 
   const ModelDir& model_;
   std::unique_ptr<ModelRunner> runner_;

@@ -5,11 +5,11 @@
 // warm-up inference → SERVING. SIGINT/SIGTERM: NOT_SERVING, no new calls, running streams get
 // --drain-timeout seconds, then exit 0. A model that does not load or warm up exits 1 with the
 // reason; bad flags exit 2.
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <pthread.h>
 
 #include "server/options.h"
 #include "server/server.h"
@@ -20,44 +20,65 @@ namespace {
 int Run(int argc, char** argv) {
   ServerOptions o;
   double drain_s = 30;
-  CLI::App app{"vlmserve: a gRPC inference server for Gemma 3 vision-language models. Clients send "
-               "1-4 game frames (composed into a 2x2 grid) or an image, and an instruction, to "
-               "vlmserve.v1.VlmService/Predict and receive the answer streamed token by token."};
+  CLI::App app{
+      "vlmserve: a gRPC inference server for Gemma 3 vision-language models. Clients send "
+      "1-4 game frames (composed into a 2x2 grid) or an image, and an instruction, to "
+      "vlmserve.v1.VlmService/Predict and receive the answer streamed token by token."};
   app.set_version_flag("--version", ServerVersion());
-  app.add_option("--model", o.model_dir, "Model directory (config.json, safetensors weights, tokenizer.json); "
-                                         "default: the built-in model next to the executable");
-  app.add_option("--device", o.device, "auto | cpu | cuda (auto picks the CPU reference runner for now)")
+  app.add_option("--model", o.model_dir,
+                 "Model directory (config.json, safetensors weights, tokenizer.json); "
+                 "default: the built-in model next to the executable");
+  app.add_option("--device", o.device,
+                 "auto | cpu | cuda (auto picks the CPU reference runner for now)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--listen", o.listen, "Address to bind; 0.0.0.0 to accept remote clients")->default_str("127.0.0.1");
-  app.add_option("--port", o.port, "Port; 0 picks a free one and logs it")->default_val(50051)
+  app.add_option("--listen", o.listen, "Address to bind; 0.0.0.0 to accept remote clients")
+      ->default_str("127.0.0.1");
+  app.add_option("--port", o.port, "Port; 0 picks a free one and logs it")
+      ->default_val(50051)
       ->check(CLI::Range(0, 65535));
   app.add_option("--port-file", o.port_file, "Write the bound port to this file");
-  app.add_flag("--reflection,!--no-reflection", o.reflection, "gRPC server reflection (default on)");
-  app.add_option("--max-message-bytes", o.max_message_bytes, "Largest request accepted")->default_val(32u << 20);
-  app.add_option("--max-frames", o.max_frames, "Frames per request")->default_val(4)->check(CLI::Range(1u, 4u));
-  app.add_option("--max-prompt-bytes", o.max_prompt_bytes, "Prompt size limit")->default_val(16u << 10);
+  app.add_flag("--reflection,!--no-reflection", o.reflection,
+               "gRPC server reflection (default on)");
+  app.add_option("--max-message-bytes", o.max_message_bytes, "Largest request accepted")
+      ->default_val(32u << 20);
+  app.add_option("--max-frames", o.max_frames, "Frames per request")
+      ->default_val(4)
+      ->check(CLI::Range(1u, 4u));
+  app.add_option("--max-prompt-bytes", o.max_prompt_bytes, "Prompt size limit")
+      ->default_val(16u << 10);
   app.add_option("--max-system-prompt-bytes", o.max_system_prompt_bytes, "System prompt size limit")
       ->default_val(16u << 10);
-  app.add_option("--max-new-tokens-cap", o.max_new_tokens_cap, "Largest max_new_tokens a request may ask")
+  app.add_option("--max-new-tokens-cap", o.max_new_tokens_cap,
+                 "Largest max_new_tokens a request may ask")
       ->default_val(512);
-  app.add_option("--default-max-new-tokens", o.default_max_new_tokens, "max_new_tokens when a request sets none")
+  app.add_option("--default-max-new-tokens", o.default_max_new_tokens,
+                 "max_new_tokens when a request sets none")
       ->default_val(64);
-  app.add_option("--max-context-tokens", o.max_context_tokens, "Prompt + max_new_tokens limit (0 = the model's)")
+  app.add_option("--max-context-tokens", o.max_context_tokens,
+                 "Prompt + max_new_tokens limit (0 = the model's)")
       ->default_val(0);
-  app.add_option("--max-image-side", o.image.max_side, "Pixels per side of one image")->default_val(8192);
-  app.add_option("--max-image-pixels", o.image.max_pixels, "Pixels of one image")->default_val(33554432);
-  app.add_option("--max-image-bytes", o.image.max_encoded_bytes, "Bytes of one encoded image")->default_val(16u << 20);
-  app.add_option("--max-jpeg-scans", o.image.max_jpeg_scans, "Scans of a progressive JPEG")->default_val(64);
-  app.add_option("--max-queue", o.max_queue, "Requests waiting beyond the running one; more get "
-                                             "RESOURCE_EXHAUSTED")->default_val(64);
-  app.add_option("--drain-timeout", drain_s, "Seconds running streams get at shutdown")->default_val(30);
+  app.add_option("--max-image-side", o.image.max_side, "Pixels per side of one image")
+      ->default_val(8192);
+  app.add_option("--max-image-pixels", o.image.max_pixels, "Pixels of one image")
+      ->default_val(33554432);
+  app.add_option("--max-image-bytes", o.image.max_encoded_bytes, "Bytes of one encoded image")
+      ->default_val(16u << 20);
+  app.add_option("--max-jpeg-scans", o.image.max_jpeg_scans, "Scans of a progressive JPEG")
+      ->default_val(64);
+  app.add_option("--max-queue", o.max_queue,
+                 "Requests waiting beyond the running one; more get "
+                 "RESOURCE_EXHAUSTED")
+      ->default_val(64);
+  app.add_option("--drain-timeout", drain_s, "Seconds running streams get at shutdown")
+      ->default_val(30);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (o.default_max_new_tokens < 1 || o.default_max_new_tokens > o.max_new_tokens_cap) {
-    std::fprintf(stderr, "vlmserve: --default-max-new-tokens must be between 1 and --max-new-tokens-cap\n");
+    std::fprintf(stderr,
+                 "vlmserve: --default-max-new-tokens must be between 1 and --max-new-tokens-cap\n");
     return 2;
   }
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
@@ -83,7 +104,8 @@ int Run(int argc, char** argv) {
   }
   int sig = 0;
   sigwait(&signals, &sig);
-  spdlog::info("{} received: draining for up to {:.0f} s", sig == SIGTERM ? "SIGTERM" : "SIGINT", drain_s);
+  spdlog::info("{} received: draining for up to {:.0f} s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               drain_s);
   (*server)->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(drain_s * 1000)));
   return 0;
 }

@@ -12,11 +12,11 @@ namespace vlmserve {
 
 struct ServerOptions {
   // Where and what.
-  std::string model_dir;           // empty: the built-in model next to the executable
-  std::string device = "auto";     // auto | cpu | cuda
+  std::string model_dir;        // empty: the built-in model next to the executable
+  std::string device = "auto";  // auto | cpu | cuda
   std::string listen = "127.0.0.1";
-  int port = 50051;                // 0: a free port, logged (and written to port_file)
-  std::string port_file;           // write the bound port here (for scripts and tests)
+  int port = 50051;       // 0: a free port, logged (and written to port_file)
+  std::string port_file;  // write the bound port here (for scripts and tests)
   bool reflection = true;
   uint64_t max_message_bytes = 32u << 20;  // gRPC receive cap: four 1920x1080 raw frames fit
 

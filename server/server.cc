@@ -36,7 +36,8 @@ std::string BuiltinModelDir() {
   if (n <= 0) return "";
   buf[n] = '\0';
   return (std::filesystem::path(buf).parent_path().parent_path() / "share" / "vlmserve" / "models" /
-          "builtin").string();
+          "builtin")
+      .string();
 }
 
 StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& options) {
@@ -48,15 +49,17 @@ StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& optio
   grpc::ServerBuilder builder;
   const std::string address = options.listen + ":" + std::to_string(options.port);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(options.max_message_bytes, INT_MAX)));
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<uint64_t>(options.max_message_bytes, INT_MAX)));
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
-    return UnavailableError("cannot listen on " + address + " (address in use, or not a local address?)");
+    return UnavailableError("cannot listen on " + address +
+                            " (address in use, or not a local address?)");
   }
   SetHealth(s->server_.get(), false);
-  spdlog::info("listening on {}:{} (health NOT_SERVING until the model is loaded and warmed up)", options.listen,
-               s->port_);
+  spdlog::info("listening on {}:{} (health NOT_SERVING until the model is loaded and warmed up)",
+               options.listen, s->port_);
   if (!options.port_file.empty()) {
     std::ofstream(options.port_file) << s->port_ << "\n";
   }
@@ -69,18 +72,21 @@ Status VlmServer::LoadModel() {
   const std::string dir = options_.model_dir.empty() ? BuiltinModelDir() : options_.model_dir;
   std::string device = options_.device;
   if (device == "cuda") {
-    return UnimplementedError("--device cuda: the CUDA runner is not part of this build yet; use --device cpu");
+    return UnimplementedError(
+        "--device cuda: the CUDA runner is not part of this build yet; use --device cpu");
   }
   if (device == "auto") device = "cpu";  // the CPU reference runner is the only runner so far
-  if (device != "cpu") return InvalidArgumentError("--device must be auto, cpu or cuda, got " + device);
+  if (device != "cpu")
+    return InvalidArgumentError("--device must be auto, cpu or cuda, got " + device);
   spdlog::info("loading model from {} for {}", dir, device);
   const auto t0 = std::chrono::steady_clock::now();
   auto model = ModelDir::Load(dir);
   if (!model.ok()) return model.status();
   auto owned = std::make_unique<ModelDir>(std::move(model).value());
   ASSIGN_OR_RETURN(auto runner, CpuModelRunner::Create(*owned->checkpoint, owned->config));
-  spdlog::info("model loaded in {:.0f} ms",
-               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  spdlog::info(
+      "model loaded in {:.0f} ms",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return Serve(std::move(owned), std::move(runner), device);
 }
 
@@ -110,8 +116,9 @@ Status VlmServer::Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRu
   const auto t0 = std::chrono::steady_clock::now();
   auto result = serving->engine->RunNow(warm);
   if (!result.ok()) return result.status().WithPrefix("warm-up inference failed");
-  spdlog::info("warm-up inference passed in {:.0f} ms",
-               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  spdlog::info(
+      "warm-up inference passed in {:.0f} ms",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 
   v1::ModelInfo& info = serving->info;
   info.set_model_type(c.model_type);

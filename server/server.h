@@ -6,11 +6,11 @@
 // and stops the engine.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "common/status.h"
 #include "model/model_runner.h"
@@ -29,7 +29,8 @@ class VlmServer {
   // Loads options.model_dir (or the built-in model) for options.device, warms up, serves.
   Status LoadModel();
   // Serves `model` with `runner` (tests use a fake runner for transport-only checks).
-  Status Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner, const std::string& device);
+  Status Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner,
+               const std::string& device);
 
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(30));
 

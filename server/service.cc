@@ -21,21 +21,26 @@ void FillAction(const std::string& text, v1::Action* action) {
   for (const auto& [key, value] : j.items()) {
     if (!value.is_string()) continue;
     const std::string v = value.get<std::string>();
-    if (key == "button") action->set_button(v);
-    else if (key == "reasoning") action->set_reasoning(v);
-    else if (key == "context") action->set_context(v);
-    else (*action->mutable_fields())[key] = v;
+    if (key == "button")
+      action->set_button(v);
+    else if (key == "reasoning")
+      action->set_reasoning(v);
+    else if (key == "context")
+      action->set_context(v);
+    else
+      (*action->mutable_fields())[key] = v;
   }
 }
 
 std::string TimingsString(const ServeTimings& t) {
   char buf[256];
-  std::snprintf(buf, sizeof(buf),
-                "queue=%lld;preprocess=%lld;vision=%lld;prefill=%lld;decode=%lld;first_token=%lld;total=%lld",
-                static_cast<long long>(t.queue_us), static_cast<long long>(t.preprocess_us),
-                static_cast<long long>(t.vision_us), static_cast<long long>(t.prefill_us),
-                static_cast<long long>(t.decode_us), static_cast<long long>(t.first_token_us),
-                static_cast<long long>(t.total_us));
+  std::snprintf(
+      buf, sizeof(buf),
+      "queue=%lld;preprocess=%lld;vision=%lld;prefill=%lld;decode=%lld;first_token=%lld;total=%lld",
+      static_cast<long long>(t.queue_us), static_cast<long long>(t.preprocess_us),
+      static_cast<long long>(t.vision_us), static_cast<long long>(t.prefill_us),
+      static_cast<long long>(t.decode_us), static_cast<long long>(t.first_token_us),
+      static_cast<long long>(t.total_us));
   return buf;
 }
 
@@ -76,9 +81,13 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
     }
   };
 
-  PredictReactor(VlmService* service, grpc::CallbackServerContext* context, const v1::PredictRequest* request)
-      : service_(service), context_(context), channel_(std::make_shared<Channel>()),
-        cancelled_(std::make_shared<std::atomic<bool>>(false)), start_(std::chrono::steady_clock::now()) {
+  PredictReactor(VlmService* service, grpc::CallbackServerContext* context,
+                 const v1::PredictRequest* request)
+      : service_(service),
+        context_(context),
+        channel_(std::make_shared<Channel>()),
+        cancelled_(std::make_shared<std::atomic<bool>>(false)),
+        start_(std::chrono::steady_clock::now()) {
     channel_->reactor = this;
     request_id_ = request->request_id().empty() ? service->NextRequestId() : request->request_id();
     session_id_ = request->session_id();
@@ -109,8 +118,8 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
     }
     request_id_ = native->request_id;
     native->received = start_;
-    Status submitted = model->engine->Submit(std::make_shared<ServeRequest>(std::move(native).value()),
-                                             channel_, cancelled_);
+    Status submitted = model->engine->Submit(
+        std::make_shared<ServeRequest>(std::move(native).value()), channel_, cancelled_);
     if (!submitted.ok()) {
       if (submitted.code() == StatusCode::kResourceExhausted) {
         context_->AddTrailingMetadata("retry-after-ms", "100");
@@ -135,7 +144,8 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
   void OnCancel() override {
     cancelled_->store(true);
     std::lock_guard<std::recursive_mutex> lock(channel_->mu);
-    if (!writing_) FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+    if (!writing_)
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
   }
 
   void OnDone() override {
@@ -198,16 +208,21 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
   }
 
   void Log(const grpc::Status& status) {
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+            .count();
     if (status.ok() && result_) {
-      spdlog::info("predict id={} session={} OK prompt_tokens={} images={} tokens={} finish={} total_ms={:.1f} "
-                   "first_token_ms={:.1f} [{}]",
-                   ForLog(request_id_), ForLog(session_id_), result_->prompt_tokens, result_->images,
-                   result_->tokens.size(), result_->finish == FinishReason::kStop ? "stop" : "length", ms,
-                   result_->timings.first_token_us / 1000.0, TimingsString(result_->timings));
+      spdlog::info(
+          "predict id={} session={} OK prompt_tokens={} images={} tokens={} finish={} "
+          "total_ms={:.1f} "
+          "first_token_ms={:.1f} [{}]",
+          ForLog(request_id_), ForLog(session_id_), result_->prompt_tokens, result_->images,
+          result_->tokens.size(), result_->finish == FinishReason::kStop ? "stop" : "length", ms,
+          result_->timings.first_token_us / 1000.0, TimingsString(result_->timings));
     } else {
-      spdlog::info("predict id={} session={} {} after {:.1f} ms: {}", ForLog(request_id_), ForLog(session_id_),
-                   GrpcCodeName(status.error_code()), ms, status.error_message());
+      spdlog::info("predict id={} session={} {} after {:.1f} ms: {}", ForLog(request_id_),
+                   ForLog(session_id_), GrpcCodeName(status.error_code()), ms,
+                   status.error_message());
     }
   }
 
@@ -241,23 +256,23 @@ std::shared_ptr<ServingModel> VlmService::TakeModel() {
 std::shared_ptr<ServingModel> VlmService::Current(grpc::Status* unavailable) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!model_) {
-    *unavailable = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                stopped_ ? "the server is shutting down" : "the model is loading; retry shortly");
+    *unavailable = grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        stopped_ ? "the server is shutting down" : "the model is loading; retry shortly");
   }
   return model_;
 }
 
-std::string VlmService::NextRequestId() {
-  return "req-" + std::to_string(++counter_);
-}
+std::string VlmService::NextRequestId() { return "req-" + std::to_string(++counter_); }
 
-grpc::ServerWriteReactor<v1::PredictResponse>* VlmService::Predict(grpc::CallbackServerContext* context,
-                                                                  const v1::PredictRequest* request) {
+grpc::ServerWriteReactor<v1::PredictResponse>* VlmService::Predict(
+    grpc::CallbackServerContext* context, const v1::PredictRequest* request) {
   return new PredictReactor(this, context, request);
 }
 
 grpc::ServerUnaryReactor* VlmService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                   const v1::GetModelInfoRequest*, v1::ModelInfo* reply) {
+                                                   const v1::GetModelInfoRequest*,
+                                                   v1::ModelInfo* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   grpc::Status unavailable;
   std::shared_ptr<ServingModel> model = Current(&unavailable);

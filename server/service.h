@@ -40,8 +40,8 @@ class VlmService final : public v1::VlmService::CallbackService {
   // engine stops.
   std::shared_ptr<ServingModel> TakeModel();
 
-  grpc::ServerWriteReactor<v1::PredictResponse>* Predict(grpc::CallbackServerContext* context,
-                                                         const v1::PredictRequest* request) override;
+  grpc::ServerWriteReactor<v1::PredictResponse>* Predict(
+      grpc::CallbackServerContext* context, const v1::PredictRequest* request) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest* request,
                                          v1::ModelInfo* reply) override;

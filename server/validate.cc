@@ -15,7 +15,8 @@ Status CheckText(const std::string& text, const char* field, uint64_t max_bytes)
                                 " bytes, over the limit of " + std::to_string(max_bytes));
   }
   if (size_t bad = FindInvalidUtf8(text); bad != std::string::npos) {
-    return InvalidArgumentError(std::string(field) + " is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
+    return InvalidArgumentError(std::string(field) + " is not valid UTF-8 (at byte " +
+                                std::to_string(bad) + ")");
   }
   if (size_t nul = text.find('\0'); nul != std::string::npos) {
     return InvalidArgumentError(std::string(field) + " contains a NUL character (at byte " +
@@ -29,25 +30,29 @@ bool IsIdChar(char c) {
          c == '_' || c == ':' || c == '-';
 }
 
-StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what, const ImageLimits& lim) {
+StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what,
+                                const ImageLimits& lim) {
   FrameInput f;
   switch (image.source_case()) {
     case v1::Image::kEncoded:
       if (image.encoded().empty()) return InvalidArgumentError(what + ": empty image data");
       if (image.encoded().size() > lim.max_encoded_bytes) {
-        return InvalidArgumentError(what + ": encoded image is " + std::to_string(image.encoded().size()) +
-                                    " bytes, over the limit of " + std::to_string(lim.max_encoded_bytes));
+        return InvalidArgumentError(
+            what + ": encoded image is " + std::to_string(image.encoded().size()) +
+            " bytes, over the limit of " + std::to_string(lim.max_encoded_bytes));
       }
       f.bytes = image.encoded();
       return f;
     case v1::Image::kRaw: {
       const v1::RawImage& raw = image.raw();
       RETURN_IF_ERROR(CheckImageSize(raw.width(), raw.height(), lim, what + ": raw image"));
-      const uint64_t need = uint64_t{raw.width()} * raw.height() * 3;  // ≤ 3 · max_pixels: no overflow
+      const uint64_t need =
+          uint64_t{raw.width()} * raw.height() * 3;  // ≤ 3 · max_pixels: no overflow
       if (raw.rgb().size() != need) {
         return InvalidArgumentError(what + ": raw RGB data is " + std::to_string(raw.rgb().size()) +
                                     " bytes, but " + std::to_string(raw.width()) + "x" +
-                                    std::to_string(raw.height()) + "x3 needs " + std::to_string(need));
+                                    std::to_string(raw.height()) + "x3 needs " +
+                                    std::to_string(need));
       }
       f.raw = true;
       f.width = raw.width();
@@ -63,8 +68,9 @@ StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what,
 
 }  // namespace
 
-StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in, const ServerOptions& opt,
-                                              const ModelFacts& model, const std::string& fallback_id) {
+StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in,
+                                              const ServerOptions& opt, const ModelFacts& model,
+                                              const std::string& fallback_id) {
   ServeRequest r;
   // Identity first, so every later error can name the request.
   if (in.request_id().empty()) {
@@ -72,13 +78,15 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in, cons
   } else {
     if (in.request_id().size() > opt.max_request_id_bytes ||
         !std::all_of(in.request_id().begin(), in.request_id().end(), IsIdChar)) {
-      return InvalidArgumentError("request_id must be 1 to " + std::to_string(opt.max_request_id_bytes) +
+      return InvalidArgumentError("request_id must be 1 to " +
+                                  std::to_string(opt.max_request_id_bytes) +
                                   " characters of [A-Za-z0-9._:-]");
     }
     r.request_id = in.request_id();
   }
   if (in.session_id().size() > opt.max_request_id_bytes) {
-    return InvalidArgumentError("session_id is over " + std::to_string(opt.max_request_id_bytes) + " bytes");
+    return InvalidArgumentError("session_id is over " + std::to_string(opt.max_request_id_bytes) +
+                                " bytes");
   }
   r.session_id = in.session_id();
 
@@ -86,8 +94,8 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in, cons
   const bool has_frames = in.frames_size() > 0, has_grid = in.has_grid();
   if (has_frames && has_grid) return InvalidArgumentError("give either frames or grid, not both");
   if (model.has_vision && !has_frames && !has_grid) {
-    return InvalidArgumentError("the request has no image: give 1 to " + std::to_string(opt.max_frames) +
-                                " frames or a grid");
+    return InvalidArgumentError("the request has no image: give 1 to " +
+                                std::to_string(opt.max_frames) + " frames or a grid");
   }
   if (!model.has_vision && (has_frames || has_grid)) {
     return InvalidArgumentError("this model is text-only: send no frames or grid");
@@ -97,17 +105,19 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in, cons
                                 std::to_string(in.frames_size()));
   }
   for (int i = 0; i < in.frames_size(); ++i) {
-    ASSIGN_OR_RETURN(FrameInput f, CheckImage(in.frames(i), "frames[" + std::to_string(i) + "]", opt.image));
+    ASSIGN_OR_RETURN(FrameInput f,
+                     CheckImage(in.frames(i), "frames[" + std::to_string(i) + "]", opt.image));
     r.frames.push_back(std::move(f));
   }
   // Raw frames declare their sizes: a mismatch is caught here, before anything is decoded.
   for (size_t i = 1; i < r.frames.size(); ++i) {
     if (r.frames[i].raw && r.frames[0].raw &&
         (r.frames[i].width != r.frames[0].width || r.frames[i].height != r.frames[0].height)) {
-      return InvalidArgumentError("frames[" + std::to_string(i) + "] is " + std::to_string(r.frames[i].width) +
-                                  "x" + std::to_string(r.frames[i].height) + " but frames[0] is " +
-                                  std::to_string(r.frames[0].width) + "x" + std::to_string(r.frames[0].height) +
-                                  "; all frames of a grid must have the same size");
+      return InvalidArgumentError(
+          "frames[" + std::to_string(i) + "] is " + std::to_string(r.frames[i].width) + "x" +
+          std::to_string(r.frames[i].height) + " but frames[0] is " +
+          std::to_string(r.frames[0].width) + "x" + std::to_string(r.frames[0].height) +
+          "; all frames of a grid must have the same size");
     }
   }
   if (has_grid) {
@@ -141,14 +151,16 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in, cons
   }
   if (o.has_top_p()) {
     if (!std::isfinite(o.top_p()) || o.top_p() <= 0 || o.top_p() > 1) {
-      return InvalidArgumentError("options.top_p must be in (0, 1], got " + std::to_string(o.top_p()));
+      return InvalidArgumentError("options.top_p must be in (0, 1], got " +
+                                  std::to_string(o.top_p()));
     }
     r.sampling.top_p = o.top_p();
   }
   if (o.has_top_k()) {
     if (o.top_k() > model.vocab_size) {
       return InvalidArgumentError("options.top_k must be at most the vocabulary size " +
-                                  std::to_string(model.vocab_size) + ", got " + std::to_string(o.top_k()));
+                                  std::to_string(model.vocab_size) + ", got " +
+                                  std::to_string(o.top_k()));
     }
     r.sampling.top_k = static_cast<int32_t>(o.top_k());
   }
@@ -158,10 +170,12 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in, cons
     case v1::OUTPUT_MODE_TEXT:
       break;
     case v1::OUTPUT_MODE_ACTION_JSON:
-      return InvalidArgumentError("options.output_mode OUTPUT_MODE_ACTION_JSON is not available yet (no action "
-                                  "grammar in this version); use OUTPUT_MODE_TEXT or leave it unset");
+      return InvalidArgumentError(
+          "options.output_mode OUTPUT_MODE_ACTION_JSON is not available yet (no action "
+          "grammar in this version); use OUTPUT_MODE_TEXT or leave it unset");
     default:
-      return InvalidArgumentError("options.output_mode " + std::to_string(static_cast<int>(o.output_mode())) +
+      return InvalidArgumentError("options.output_mode " +
+                                  std::to_string(static_cast<int>(o.output_mode())) +
                                   " is not a known output mode");
   }
   if (o.pan_and_scan() && !model.has_vision) {

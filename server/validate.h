@@ -19,7 +19,8 @@ struct ModelFacts {  // what validation needs to know about the served model
 };
 
 // `request_id` is the id to use (the request's own when valid, else `fallback_id` when empty).
-StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& request, const ServerOptions& options,
-                                              const ModelFacts& model, const std::string& fallback_id);
+StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& request,
+                                              const ServerOptions& options, const ModelFacts& model,
+                                              const std::string& fallback_id);
 
 }  // namespace vlmserve

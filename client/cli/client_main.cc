@@ -48,7 +48,8 @@ int Run(int argc, char** argv) {
   uint64_t seed = 0;
   bool pan_and_scan = false, as_json = false;
   predict->add_option("--server", server, "host:port")->default_val("127.0.0.1:50051");
-  auto* fr = predict->add_option("--frames", frames, "1 to 4 frame images (PNG/JPEG), oldest first")->expected(1, 4);
+  auto* fr = predict->add_option("--frames", frames, "1 to 4 frame images (PNG/JPEG), oldest first")
+                 ->expected(1, 4);
   auto* gr = predict->add_option("--grid", grid, "One pre-composed grid image");
   fr->excludes(gr);
   predict->add_option("--prompt", prompt, "The instruction")->required();
@@ -86,7 +87,8 @@ int Run(int argc, char** argv) {
     v1::ModelInfo mi;
     grpc::Status st = client.GetModelInfo(&mi);
     if (!st.ok()) {
-      std::fprintf(stderr, "vlmserve-client: %d %s\n", static_cast<int>(st.error_code()), st.error_message().c_str());
+      std::fprintf(stderr, "vlmserve-client: %d %s\n", static_cast<int>(st.error_code()),
+                   st.error_message().c_str());
       return 1;
     }
     std::printf("%s\n", ToJson(mi).c_str());
@@ -137,11 +139,13 @@ int Run(int argc, char** argv) {
     std::printf("\n");
     std::fflush(stdout);
     std::fprintf(stderr,
-                 "[finish %s; %u prompt tokens, %u images, %u tokens; queue %.1f ms, preprocess %.1f ms, vision "
+                 "[finish %s; %u prompt tokens, %u images, %u tokens; queue %.1f ms, preprocess "
+                 "%.1f ms, vision "
                  "%.1f ms, prefill %.1f ms, decode %.1f ms, first token %.1f ms, total %.1f ms]\n",
-                 v1::FinishReason_Name(r.result.finish_reason()).c_str(), r.result.usage().prompt_tokens(),
-                 r.result.usage().images(), r.result.usage().completion_tokens(), t.queue_us() / 1e3,
-                 t.preprocess_us() / 1e3, t.vision_us() / 1e3, t.prefill_us() / 1e3, t.decode_us() / 1e3,
+                 v1::FinishReason_Name(r.result.finish_reason()).c_str(),
+                 r.result.usage().prompt_tokens(), r.result.usage().images(),
+                 r.result.usage().completion_tokens(), t.queue_us() / 1e3, t.preprocess_us() / 1e3,
+                 t.vision_us() / 1e3, t.prefill_us() / 1e3, t.decode_us() / 1e3,
                  t.first_token_us() / 1e3, t.total_us() / 1e3);
   }
   return 0;

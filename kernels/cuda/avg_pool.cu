@@ -14,7 +14,8 @@ template <int V>
 __global__ void AvgPoolPatchesKernel(AvgPoolPatchesArgs a) {
   const int64_t out_side = a.side / a.kernel, out_tokens = out_side * out_side;
   const int64_t img = blockIdx.x / out_tokens, t = blockIdx.x % out_tokens;
-  const __nv_bfloat16* x = a.x + (img * a.side * a.side + idx::PoolWindowStart(t, a.side, a.kernel)) * a.d;
+  const __nv_bfloat16* x =
+      a.x + (img * a.side * a.side + idx::PoolWindowStart(t, a.side, a.kernel)) * a.d;
   __nv_bfloat16* y = a.y + int64_t{blockIdx.x} * a.d;
   const float divisor = static_cast<float>(a.kernel * a.kernel);  // PyTorch divides once, in fp32
   for (int64_t c = int64_t{threadIdx.x} * V; c < a.d; c += int64_t{blockDim.x} * V) {
@@ -37,7 +38,8 @@ __global__ void AvgPoolPatchesKernel(AvgPoolPatchesArgs a) {
 
 Status AvgPoolPatches(const AvgPoolPatchesArgs& a, cudaStream_t stream) {
   if (!a.x || !a.y) return BadArgs("AvgPoolPatches", "null pointer");
-  if (a.n < 0 || a.side <= 0 || a.kernel <= 0 || a.d <= 0) return BadArgs("AvgPoolPatches", "sizes must be positive");
+  if (a.n < 0 || a.side <= 0 || a.kernel <= 0 || a.d <= 0)
+    return BadArgs("AvgPoolPatches", "sizes must be positive");
   if (a.side % a.kernel != 0) return BadArgs("AvgPoolPatches", "kernel must divide the grid side");
   const int64_t outputs = a.n * (a.side / a.kernel) * (a.side / a.kernel);  // one block each
   if (outputs > kMaxGridRows) return BadArgs("AvgPoolPatches", "too many output tokens");

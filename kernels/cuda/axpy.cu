@@ -20,7 +20,8 @@ Status Axpy(const AxpyArgs& args, cudaStream_t stream) {
   if (args.n == 0) return Status::Ok();
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((args.n + kThreads - 1) / kThreads, 65535);
-  AxpyKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(args.a, args.x, args.y, args.n);
+  AxpyKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(args.a, args.x, args.y,
+                                                                     args.n);
   CUDA_CHECK(cudaGetLastError());
   return Status::Ok();
 }

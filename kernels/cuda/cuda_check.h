@@ -24,16 +24,16 @@ inline Status CublasError(cublasStatus_t st, const char* expr, const char* file,
 
 }  // namespace vlmserve
 
-#define CUDA_CHECK(expr)                                                    \
-  do {                                                                      \
-    cudaError_t vlmserve_err_ = (expr);                                     \
-    if (vlmserve_err_ != cudaSuccess)                                       \
+#define CUDA_CHECK(expr)                                                      \
+  do {                                                                        \
+    cudaError_t vlmserve_err_ = (expr);                                       \
+    if (vlmserve_err_ != cudaSuccess)                                         \
       return ::vlmserve::CudaError(vlmserve_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                    \
-  do {                                                                        \
-    cublasStatus_t vlmserve_st_ = (expr);                                     \
-    if (vlmserve_st_ != CUBLAS_STATUS_SUCCESS)                                \
+#define CUBLAS_CHECK(expr)                                                     \
+  do {                                                                         \
+    cublasStatus_t vlmserve_st_ = (expr);                                      \
+    if (vlmserve_st_ != CUBLAS_STATUS_SUCCESS)                                 \
       return ::vlmserve::CublasError(vlmserve_st_, #expr, __FILE__, __LINE__); \
   } while (0)

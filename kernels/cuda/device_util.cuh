@@ -44,7 +44,9 @@ __device__ __forceinline__ void StoreBf16(__nv_bfloat16* p, const float (&v)[V])
 
 // fp32 → bf16 → fp32: the value a bf16 tensor holds (for emulating transformers' intermediate
 // roundings, spec §6.6).
-__device__ __forceinline__ float RoundBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+__device__ __forceinline__ float RoundBf16(float x) {
+  return __bfloat162float(__float2bfloat16_rn(x));
+}
 
 // Sum over the warp; every lane gets the total.
 __device__ __forceinline__ float WarpSum(float v) {

@@ -28,7 +28,8 @@ __global__ void EmbeddingKernel(EmbeddingArgs a) {
 
 Status Embedding(const EmbeddingArgs& a, cudaStream_t stream) {
   if (!a.table || !a.ids || !a.y) return BadArgs("Embedding", "null pointer");
-  if (a.tokens < 0 || a.dim <= 0 || a.vocab <= 0) return BadArgs("Embedding", "sizes must be positive");
+  if (a.tokens < 0 || a.dim <= 0 || a.vocab <= 0)
+    return BadArgs("Embedding", "sizes must be positive");
   if (a.tokens > kMaxGridRows) return BadArgs("Embedding", "too many tokens");
   if (a.tokens == 0) return Status::Ok();
   if (a.dim % 8 == 0 && Aligned16(a.table) && Aligned16(a.y)) {

@@ -83,8 +83,9 @@ StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t m, int64_t n, int64_
   size_t ws = workspace_bytes_;
   cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+  for (auto attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
     if (st == CUBLAS_STATUS_SUCCESS)
       st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &alignment, sizeof(alignment));
   }
@@ -116,8 +117,8 @@ Status CublasLtGemm::Run(const GemmArgs& args, cudaStream_t stream) {
                                         Alignment({args.x, args.w, args.y, args.add, args.bias})));
   if (args.bias) {
     // The pointer is a descriptor attribute: set per call (one instance per stream owner).
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &args.bias,
-                                                sizeof(args.bias)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                &args.bias, sizeof(args.bias)));
   }
   // D = alpha · (w · x) + beta · C (+ bias): with an addend, C = add and beta = 1; C may equal D.
   const float alpha = 1.f, beta = args.add ? 1.f : 0.f;

@@ -1,10 +1,11 @@
 // Gemm: the one cuBLASLt wrapper every GEMM of the model goes through (design.md §5).
 // bf16 inputs, fp32 accumulation (CUBLAS_COMPUTE_32F), bf16 output; y = x · wᵀ (+ bias) (+ add)
-// with the weight in nn.Linear layout. The bias (cuBLASLt's BIAS epilogue) and the addend (beta = 1,
-// C = add: a residual stream or the position embeddings) are summed in fp32 with the product and
+// with the weight in nn.Linear layout. The bias (cuBLASLt's BIAS epilogue) and the addend (beta =
+// 1, C = add: a residual stream or the position embeddings) are summed in fp32 with the product and
 // rounded to bf16 once. The algorithm is chosen once per (m, n, k, bias, pointer alignment) by
 // cuBLASLt's heuristic, told the real alignment of the buffers (sub-buffers such as one image's
-// rows need not be 256-byte aligned, which the heuristic otherwise assumes), and cached. Not yet: timing-based algorithm choice, split-K for small-M prefill GEMMs.
+// rows need not be 256-byte aligned, which the heuristic otherwise assumes), and cached. Not yet:
+// timing-based algorithm choice, split-K for small-M prefill GEMMs.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -22,10 +23,10 @@ namespace vlmserve {
 struct GemmArgs {
   const __nv_bfloat16* x = nullptr;  // [m, k] row-major activations (device)
   const __nv_bfloat16* w = nullptr;  // [n, k] row-major weight, out_features × in_features (device)
-  __nv_bfloat16* y = nullptr;        // [m, n] row-major output (device), y = x · wᵀ (+ bias) (+ add)
+  __nv_bfloat16* y = nullptr;  // [m, n] row-major output (device), y = x · wᵀ (+ bias) (+ add)
   int64_t m = 0, n = 0, k = 0;
   const __nv_bfloat16* bias = nullptr;  // [n] or null
-  const __nv_bfloat16* add = nullptr;   // [m, n] row-major, or null; may equal y (in-place residual)
+  const __nv_bfloat16* add = nullptr;  // [m, n] row-major, or null; may equal y (in-place residual)
 };
 
 // Owns a cuBLASLt handle, a workspace and the per-shape plan cache. Not thread-safe: one instance

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "common/status.h"
 
@@ -45,16 +46,43 @@ inline RowPlan PlanRegisterRow(int64_t rows, int64_t chunks, bool allow_warp_per
   p.chunks_per_thread = round_c((chunks + 255) / 256);
   if (p.chunks_per_thread == 0) return p;
   const int64_t per_thread = p.chunks_per_thread;
-  p.threads = static_cast<int>(std::clamp<int64_t>(((chunks + per_thread - 1) / per_thread + 31) / 32, 1, 8) * 32);
+  p.threads = static_cast<int>(
+      std::clamp<int64_t>(((chunks + per_thread - 1) / per_thread + 31) / 32, 1, 8) * 32);
   p.blocks = rows;
   return p;
 }
 
 // Blocks for a grid-stride elementwise kernel over n items (never 0, capped so the grid fits).
 inline unsigned ElementBlocks(int64_t n, int threads) {
-  return static_cast<unsigned>(std::clamp<int64_t>((n + threads - 1) / threads, 1, int64_t{1} << 20));
+  return static_cast<unsigned>(
+      std::clamp<int64_t>((n + threads - 1) / threads, 1, int64_t{1} << 20));
 }
 
 constexpr int64_t kMaxGridRows = 0x7fffffff;  // gridDim.x limit
+
+// Calls launch(std::integral_constant<int, C>, std::bool_constant<warp_per_row>) with the plan's
+// values as compile-time constants (3 × 2 instantiations per kernel). Requires chunks_per_thread >
+// 0.
+template <typename Launch>
+void DispatchRowPlan(const RowPlan& p, Launch&& launch) {
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  using Four = std::integral_constant<int, 4>;
+  if (p.warp_per_row) {
+    if (p.chunks_per_thread == 1)
+      launch(One{}, std::true_type{});
+    else if (p.chunks_per_thread == 2)
+      launch(Two{}, std::true_type{});
+    else
+      launch(Four{}, std::true_type{});
+  } else {
+    if (p.chunks_per_thread == 1)
+      launch(One{}, std::false_type{});
+    else if (p.chunks_per_thread == 2)
+      launch(Two{}, std::false_type{});
+    else
+      launch(Four{}, std::false_type{});
+  }
+}
 
 }  // namespace vlmserve::gpu

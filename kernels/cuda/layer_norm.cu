@@ -15,7 +15,8 @@ __global__ void LayerNormRegKernel(LayerNormArgs a) {
   __shared__ float scratch[32];
   const int lane = kWarpPerRow ? static_cast<int>(threadIdx.x & 31) : static_cast<int>(threadIdx.x);
   const int group = kWarpPerRow ? 32 : static_cast<int>(blockDim.x);
-  const int64_t r = kWarpPerRow ? int64_t{blockIdx.x} * (blockDim.x / 32) + (threadIdx.x >> 5) : int64_t{blockIdx.x};
+  const int64_t r = kWarpPerRow ? int64_t{blockIdx.x} * (blockDim.x / 32) + (threadIdx.x >> 5)
+                                : int64_t{blockIdx.x};
   if (kWarpPerRow && r >= a.rows) return;
   const __nv_bfloat16* x = a.x + r * a.dim;
   const float n = static_cast<float>(a.dim);
@@ -109,17 +110,13 @@ Status LayerNorm(const LayerNormArgs& a, cudaStream_t stream) {
   if (a.rows == 0) return Status::Ok();
   const bool vec = a.dim % 8 == 0 && Aligned16(a.x) && Aligned16(a.w) && Aligned16(a.y) &&
                    (!a.b || Aligned16(a.b));
-  const RowPlan plan = vec ? PlanRegisterRow(a.rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
+  const RowPlan plan =
+      vec ? PlanRegisterRow(a.rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
   if (plan.chunks_per_thread > 0) {
-    const unsigned blocks = static_cast<unsigned>(plan.blocks);
-    switch (plan.chunks_per_thread * (plan.warp_per_row ? -1 : 1)) {
-      case -1: LayerNormRegKernel<1, true><<<blocks, plan.threads, 0, stream>>>(a); break;
-      case -2: LayerNormRegKernel<2, true><<<blocks, plan.threads, 0, stream>>>(a); break;
-      case -4: LayerNormRegKernel<4, true><<<blocks, plan.threads, 0, stream>>>(a); break;
-      case 1: LayerNormRegKernel<1, false><<<blocks, plan.threads, 0, stream>>>(a); break;
-      case 2: LayerNormRegKernel<2, false><<<blocks, plan.threads, 0, stream>>>(a); break;
-      default: LayerNormRegKernel<4, false><<<blocks, plan.threads, 0, stream>>>(a); break;
-    }
+    DispatchRowPlan(plan, [&](auto chunks, auto warp_per_row) {
+      LayerNormRegKernel<decltype(chunks)::value, decltype(warp_per_row)::value>
+          <<<static_cast<unsigned>(plan.blocks), plan.threads, 0, stream>>>(a);
+    });
   } else if (vec) {
     LayerNormKernel<8><<<static_cast<unsigned>(a.rows), RowThreads(a.dim / 8), 0, stream>>>(a);
   } else {

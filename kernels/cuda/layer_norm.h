@@ -1,6 +1,7 @@
 // LayerNorm on the device (SigLIP's layer_norm1/2 and post_layernorm, spec §4), bf16 in and out:
 //   y = bf16( (x − mean) · rsqrt(var + eps) · w + b )   mean and biased variance in fp32,
-// as PyTorch computes a bf16 layer_norm (fp32 inside, one rounding). Reference: kernels/cpu/layer_norm.
+// as PyTorch computes a bf16 layer_norm (fp32 inside, one rounding). Reference:
+// kernels/cpu/layer_norm.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -14,13 +14,16 @@ __global__ void Im2colKernel(PatchEmbedArgs a) {
   for (int64_t g = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; g < total;
        g += int64_t{gridDim.x} * blockDim.x) {
     const int64_t f = g % cols, q = (g / cols) % patches, img = g / (cols * patches);
-    a.patches[g] = __float2bfloat16_rn(a.pixels[img * image + idx::PatchPixelOffset(q, f, a.s, a.p)]);
+    a.patches[g] =
+        __float2bfloat16_rn(a.pixels[img * image + idx::PatchPixelOffset(q, f, a.s, a.p)]);
   }
 }
 
 Status Check(const PatchEmbedArgs& a) {
-  if (!a.pixels || !a.w || !a.bias || !a.pos || !a.patches || !a.y) return BadArgs("PatchEmbed", "null pointer");
-  if (a.n < 0 || a.c <= 0 || a.s <= 0 || a.p <= 0 || a.d <= 0) return BadArgs("PatchEmbed", "sizes must be positive");
+  if (!a.pixels || !a.w || !a.bias || !a.pos || !a.patches || !a.y)
+    return BadArgs("PatchEmbed", "null pointer");
+  if (a.n < 0 || a.c <= 0 || a.s <= 0 || a.p <= 0 || a.d <= 0)
+    return BadArgs("PatchEmbed", "sizes must be positive");
   if (a.s % a.p != 0) return BadArgs("PatchEmbed", "the patch size must divide the image size");
   return Status::Ok();
 }

@@ -18,12 +18,12 @@
 namespace vlmserve::gpu {
 
 struct PatchEmbedArgs {
-  const float* pixels = nullptr;       // [n, c, s, s] float32 (device)
-  const __nv_bfloat16* w = nullptr;    // [d, c · p · p]: the conv weight [d, c, p, p] as stored
-  const __nv_bfloat16* bias = nullptr; // [d]
-  const __nv_bfloat16* pos = nullptr;  // [(s / p)², d] position embeddings
-  __nv_bfloat16* patches = nullptr;    // scratch [n · (s / p)², c · p · p]
-  __nv_bfloat16* y = nullptr;          // [n, (s / p)², d]
+  const float* pixels = nullptr;        // [n, c, s, s] float32 (device)
+  const __nv_bfloat16* w = nullptr;     // [d, c · p · p]: the conv weight [d, c, p, p] as stored
+  const __nv_bfloat16* bias = nullptr;  // [d]
+  const __nv_bfloat16* pos = nullptr;   // [(s / p)², d] position embeddings
+  __nv_bfloat16* patches = nullptr;     // scratch [n · (s / p)², c · p · p]
+  __nv_bfloat16* y = nullptr;           // [n, (s / p)², d]
   int64_t n = 0, c = 0, s = 0, p = 0, d = 0;
 };
 Status PatchEmbed(CublasLtGemm& gemm, const PatchEmbedArgs& args, cudaStream_t stream);

@@ -18,7 +18,8 @@ __global__ void RmsNormRegKernel(RmsNormArgs a, int64_t rows) {
   __shared__ float scratch[32];
   const int lane = kWarpPerRow ? static_cast<int>(threadIdx.x & 31) : static_cast<int>(threadIdx.x);
   const int group = kWarpPerRow ? 32 : static_cast<int>(blockDim.x);
-  const int64_t r = kWarpPerRow ? int64_t{blockIdx.x} * (blockDim.x / 32) + (threadIdx.x >> 5) : int64_t{blockIdx.x};
+  const int64_t r = kWarpPerRow ? int64_t{blockIdx.x} * (blockDim.x / 32) + (threadIdx.x >> 5)
+                                : int64_t{blockIdx.x};
   if (kWarpPerRow && r >= rows) return;  // whole warps leave; no block-wide sync in this mode
   const __nv_bfloat16* x = a.x + idx::HeadRowOffset(r, a.heads, a.dim, a.x_stride);
   __nv_bfloat16* y = a.y + idx::HeadRowOffset(r, a.heads, a.dim, a.y_stride);
@@ -121,7 +122,8 @@ Status RmsNorm(const RmsNormArgs& args, cudaStream_t stream) {
   if (a.x_stride == 0) a.x_stride = a.heads * a.dim;
   if (a.y_stride == 0) a.y_stride = a.heads * a.dim;
   if (!a.x || !a.y || !a.w) return BadArgs("RmsNorm", "null pointer");
-  if (a.dim <= 0 || a.heads <= 0 || a.tokens < 0) return BadArgs("RmsNorm", "sizes must be positive");
+  if (a.dim <= 0 || a.heads <= 0 || a.tokens < 0)
+    return BadArgs("RmsNorm", "sizes must be positive");
   if (a.x_stride < a.heads * a.dim || a.y_stride < a.heads * a.dim)
     return BadArgs("RmsNorm", "row stride smaller than heads × dim");
   const int64_t rows = a.tokens * a.heads;
@@ -129,17 +131,13 @@ Status RmsNorm(const RmsNormArgs& args, cudaStream_t stream) {
   if (rows == 0) return Status::Ok();
   const bool vec = a.dim % 8 == 0 && a.x_stride % 8 == 0 && a.y_stride % 8 == 0 && Aligned16(a.x) &&
                    Aligned16(a.y) && Aligned16(a.w);
-  const RowPlan plan = vec ? PlanRegisterRow(rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
+  const RowPlan plan =
+      vec ? PlanRegisterRow(rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
   if (plan.chunks_per_thread > 0) {
-    const unsigned blocks = static_cast<unsigned>(plan.blocks);
-    switch (plan.chunks_per_thread * (plan.warp_per_row ? -1 : 1)) {
-      case -1: RmsNormRegKernel<1, true><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
-      case -2: RmsNormRegKernel<2, true><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
-      case -4: RmsNormRegKernel<4, true><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
-      case 1: RmsNormRegKernel<1, false><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
-      case 2: RmsNormRegKernel<2, false><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
-      default: RmsNormRegKernel<4, false><<<blocks, plan.threads, 0, stream>>>(a, rows); break;
-    }
+    DispatchRowPlan(plan, [&](auto chunks, auto warp_per_row) {
+      RmsNormRegKernel<decltype(chunks)::value, decltype(warp_per_row)::value>
+          <<<static_cast<unsigned>(plan.blocks), plan.threads, 0, stream>>>(a, rows);
+    });
   } else if (vec) {
     RmsNormKernel<8><<<static_cast<unsigned>(rows), RowThreads(a.dim / 8), 0, stream>>>(a);
   } else {
@@ -156,7 +154,8 @@ Status AddRmsNorm(const AddRmsNormArgs& a, cudaStream_t stream) {
   if (a.dim <= 0 || a.rows < 0) return BadArgs("AddRmsNorm", "sizes must be positive");
   if (a.rows > kMaxGridRows) return BadArgs("AddRmsNorm", "too many rows");
   if (a.rows == 0) return Status::Ok();
-  const bool vec = a.dim % 8 == 0 && Aligned16(a.a) && Aligned16(a.w_post) && Aligned16(a.residual) &&
+  const bool vec = a.dim % 8 == 0 && Aligned16(a.a) && Aligned16(a.w_post) &&
+                   Aligned16(a.residual) &&
                    (!a.w_next || (Aligned16(a.w_next) && Aligned16(a.y_next)));
   if (vec) {
     AddRmsNormKernel<8><<<static_cast<unsigned>(a.rows), RowThreads(a.dim / 8), 0, stream>>>(a);

@@ -12,11 +12,13 @@
 namespace vlmserve::gpu {
 namespace {
 
-// blockDim.x = rows_per_block · threads_per_row; a thread handles chunks lane, lane + threads_per_row, …
+// blockDim.x = rows_per_block · threads_per_row; a thread handles chunks lane, lane +
+// threads_per_row, …
 template <int V>
 __global__ void RopeKernel(RopeArgs a, int threads_per_row) {
   const int64_t half = a.head_dim / 2, chunks = half / V, rows = a.tokens * a.heads;
-  const int64_t r = int64_t{blockIdx.x} * (blockDim.x / threads_per_row) + threadIdx.x / threads_per_row;
+  const int64_t r =
+      int64_t{blockIdx.x} * (blockDim.x / threads_per_row) + threadIdx.x / threads_per_row;
   if (r >= rows) return;
   __nv_bfloat16* row = a.x + idx::HeadRowOffset(r, a.heads, a.head_dim, a.token_stride);
   const float pos = static_cast<float>(a.positions[r / a.heads]);
@@ -46,7 +48,8 @@ Status Rope(const RopeArgs& args, cudaStream_t stream) {
   if (!a.x || !a.positions || !a.inv_freq) return BadArgs("Rope", "null pointer");
   if (a.tokens < 0 || a.heads <= 0 || a.head_dim <= 0 || a.head_dim % 2 != 0)
     return BadArgs("Rope", "sizes must be positive and head_dim even");
-  if (a.token_stride < a.heads * a.head_dim) return BadArgs("Rope", "token stride smaller than heads × head_dim");
+  if (a.token_stride < a.heads * a.head_dim)
+    return BadArgs("Rope", "token stride smaller than heads × head_dim");
   const int64_t rows = a.tokens * a.heads, half = a.head_dim / 2;
   if (rows == 0) return Status::Ok();
   const bool vec = half % 8 == 0 && a.token_stride % 8 == 0 && Aligned16(a.x);
@@ -57,9 +60,11 @@ Status Rope(const RopeArgs& args, cudaStream_t stream) {
   const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   if (blocks > kMaxGridRows) return BadArgs("Rope", "too many rows");
   if (vec) {
-    RopeKernel<8><<<static_cast<unsigned>(blocks), rows_per_block * per_row, 0, stream>>>(a, per_row);
+    RopeKernel<8>
+        <<<static_cast<unsigned>(blocks), rows_per_block * per_row, 0, stream>>>(a, per_row);
   } else {
-    RopeKernel<1><<<static_cast<unsigned>(blocks), rows_per_block * per_row, 0, stream>>>(a, per_row);
+    RopeKernel<1>
+        <<<static_cast<unsigned>(blocks), rows_per_block * per_row, 0, stream>>>(a, per_row);
   }
   CUDA_CHECK(cudaGetLastError());
   return Status::Ok();

@@ -17,11 +17,12 @@
 namespace vlmserve::gpu {
 
 struct RopeArgs {
-  __nv_bfloat16* x = nullptr;           // rows at idx::HeadRowOffset(t·heads + h, heads, head_dim, token_stride)
-  const int32_t* positions = nullptr;   // [tokens], ≥ 0 (device)
-  const float* inv_freq = nullptr;      // [head_dim / 2] (device)
+  __nv_bfloat16* x =
+      nullptr;  // rows at idx::HeadRowOffset(t·heads + h, heads, head_dim, token_stride)
+  const int32_t* positions = nullptr;  // [tokens], ≥ 0 (device)
+  const float* inv_freq = nullptr;     // [head_dim / 2] (device)
   int64_t tokens = 0, heads = 0, head_dim = 0;
-  int64_t token_stride = 0;             // elements between tokens; 0 = heads · head_dim
+  int64_t token_stride = 0;  // elements between tokens; 0 = heads · head_dim
 };
 Status Rope(const RopeArgs& args, cudaStream_t stream);
 

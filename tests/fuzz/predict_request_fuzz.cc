@@ -21,7 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const vlmserve::ModelFacts model{vision, 1000};
     auto r = vlmserve::ValidatePredictRequest(req, options, model, "fallback-id");
     if (!r.ok()) {
-      if (r.status().code() != vlmserve::StatusCode::kInvalidArgument || r.status().message().empty()) std::abort();
+      if (r.status().code() != vlmserve::StatusCode::kInvalidArgument ||
+          r.status().message().empty())
+        std::abort();
       continue;
     }
     if (r->request_id.empty() || r->request_id.size() > options.max_request_id_bytes) std::abort();
@@ -29,13 +31,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!r->frames.empty() && r->grid) std::abort();
     if (vision == (r->frames.empty() && !r->grid)) std::abort();
     if (r->prompt.size() > options.max_prompt_bytes) std::abort();
-    if (r->max_new_tokens < 1 || r->max_new_tokens > static_cast<int32_t>(options.max_new_tokens_cap)) std::abort();
+    if (r->max_new_tokens < 1 ||
+        r->max_new_tokens > static_cast<int32_t>(options.max_new_tokens_cap))
+      std::abort();
     const auto& s = r->sampling;
     if (s.top_k < 0 || s.top_k > model.vocab_size) std::abort();
-    if (!(s.temperature >= 0) || !std::isfinite(s.temperature) || !(s.top_p > 0 && s.top_p <= 1)) std::abort();
+    if (!(s.temperature >= 0) || !std::isfinite(s.temperature) || !(s.top_p > 0 && s.top_p <= 1))
+      std::abort();
     for (const auto& f : r->frames) {
       if (f.raw && f.bytes.size() != uint64_t{f.width} * f.height * 3) std::abort();
-      if (!f.raw && (f.bytes.empty() || f.bytes.size() > options.image.max_encoded_bytes)) std::abort();
+      if (!f.raw && (f.bytes.empty() || f.bytes.size() > options.image.max_encoded_bytes))
+        std::abort();
     }
   }
   return 0;

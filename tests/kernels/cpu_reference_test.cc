@@ -123,8 +123,16 @@ TEST(AttentionRefTest, SoftmaxWeightsMaskAndGroupedHeads) {
   const float v[4] = {4.f, 8.f, 0.f, 4.f};
   float o[2];
   AttentionRefArgs a;
-  a.q = q; a.k = k; a.v = v; a.o = o;
-  a.sq = 1; a.sk = 2; a.hq = 1; a.hkv = 1; a.hd = 2; a.scale = 1.f;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = o;
+  a.sq = 1;
+  a.sk = 2;
+  a.hq = 1;
+  a.hkv = 1;
+  a.hd = 2;
+  a.scale = 1.f;
   AttentionRef(a);
   EXPECT_NEAR(o[0], 0.25 * 4 + 0.75 * 0, 1e-6);
   EXPECT_NEAR(o[1], 0.25 * 8 + 0.75 * 4, 1e-6);
@@ -137,10 +145,21 @@ TEST(AttentionRefTest, SoftmaxWeightsMaskAndGroupedHeads) {
   // GQA: 4 query heads on 2 kv heads; heads 2 and 3 read kv head 1, whose single key has v = 7.
   float q4[4] = {1, 1, 1, 1}, k2[2] = {1, 1}, v2[2] = {-1, 7}, o4[4];
   AttentionRefArgs g;
-  g.q = q4; g.k = k2; g.v = v2; g.o = o4;
-  g.sq = 1; g.sk = 1; g.hq = 4; g.hkv = 2; g.hd = 1; g.scale = 1.f;
+  g.q = q4;
+  g.k = k2;
+  g.v = v2;
+  g.o = o4;
+  g.sq = 1;
+  g.sk = 1;
+  g.hq = 4;
+  g.hkv = 2;
+  g.hd = 1;
+  g.scale = 1.f;
   AttentionRef(g);
-  EXPECT_EQ(o4[0], -1); EXPECT_EQ(o4[1], -1); EXPECT_EQ(o4[2], 7); EXPECT_EQ(o4[3], 7);
+  EXPECT_EQ(o4[0], -1);
+  EXPECT_EQ(o4[1], -1);
+  EXPECT_EQ(o4[2], 7);
+  EXPECT_EQ(o4[3], 7);
 }
 
 // A 4×4 grid of scalars 0..15 pooled 2×2 (the grid is rebuilt from the flat sequence row-major).

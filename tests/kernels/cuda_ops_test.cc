@@ -62,7 +62,8 @@ void Sync() { ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
 
 // ---- RMSNorm ----------------------------------------------------------------------------------
 
-std::vector<float> RmsNormCpu(const std::vector<float>& x, const std::vector<float>& w, int64_t rows, int64_t dim) {
+std::vector<float> RmsNormCpu(const std::vector<float>& x, const std::vector<float>& w,
+                              int64_t rows, int64_t dim) {
   std::vector<float> y(x.size());
   RmsNormRef({x.data(), w.data(), y.data(), rows, dim, 1e-6f});
   return y;
@@ -84,7 +85,8 @@ TEST(CudaRmsNormTest, MatchesReferenceOverRowsAndWidths) {
       ASSERT_TRUE(gpu::RmsNorm(a, nullptr).ok());
       Sync();
       const auto ref = RmsNormCpu(x, w, rows, dim);
-      ExpectWithinTwiceBf16Flow("RmsNorm " + Shape(rows, dim), FromBf16(dy.ToHost()), ref, Rounded(ref));
+      ExpectWithinTwiceBf16Flow("RmsNorm " + Shape(rows, dim), FromBf16(dy.ToHost()), ref,
+                                Rounded(ref));
     }
   }
 }
@@ -109,7 +111,8 @@ TEST(CudaRmsNormTest, ScalarPathInPlaceOnUnalignedRows) {
     EXPECT_EQ(out[0], x[0]) << "the element before the rows was touched";
     const std::vector<float> xin(x.begin() + 1, x.end()), got(out.begin() + 1, out.end());
     const auto ref = RmsNormCpu(xin, w, rows, dim);
-    ExpectWithinTwiceBf16Flow("RmsNorm in place, unaligned, dim=" + std::to_string(dim), got, ref, Rounded(ref));
+    ExpectWithinTwiceBf16Flow("RmsNorm in place, unaligned, dim=" + std::to_string(dim), got, ref,
+                              Rounded(ref));
   }
 }
 
@@ -119,7 +122,8 @@ TEST(CudaRmsNormTest, PerHeadQAndKNormsInsideAFusedQkvBuffer) {
   const int64_t q_heads = 8, kv_heads = 4, hd = 256, width = (q_heads + 2 * kv_heads) * hd;
   for (int64_t tokens : kRows) {
     testing::Rng rng(static_cast<uint64_t>(tokens));
-    auto qkv = RandBf16(rng, tokens * width, 3.f), wq = RandBf16(rng, hd, 0.5f), wk = RandBf16(rng, hd, 0.5f);
+    auto qkv = RandBf16(rng, tokens * width, 3.f), wq = RandBf16(rng, hd, 0.5f),
+         wk = RandBf16(rng, hd, 0.5f);
     DeviceBuffer<__nv_bfloat16> d(ToBf16(qkv)), dwq(ToBf16(wq)), dwk(ToBf16(wk));
     gpu::RmsNormArgs q;
     q.x = q.y = d.get();
@@ -149,7 +153,8 @@ TEST(CudaRmsNormTest, PerHeadQAndKNormsInsideAFusedQkvBuffer) {
         ASSERT_EQ(got[t * width + i], qkv[t * width + i]) << "v changed at token " << t;
       }
     }
-    ExpectWithinTwiceBf16Flow("per-head RmsNorm tokens=" + std::to_string(tokens), got, ref, Rounded(ref));
+    ExpectWithinTwiceBf16Flow("per-head RmsNorm tokens=" + std::to_string(tokens), got, ref,
+                              Rounded(ref));
   }
 }
 
@@ -160,8 +165,8 @@ TEST(CudaRmsNormTest, AddRmsNormFusesResidualAndNextNorm) {
       testing::Rng rng(static_cast<uint64_t>(rows * 7919 + dim));
       auto a = RandBf16(rng, rows * dim, 4.f), res = RandBf16(rng, rows * dim, 8.f);
       auto wp = RandBf16(rng, dim, 0.5f), wn = RandBf16(rng, dim, 0.5f);
-      DeviceBuffer<__nv_bfloat16> da(ToBf16(a)), dres(ToBf16(res)), dwp(ToBf16(wp)), dwn(ToBf16(wn)),
-          dy(a.size());
+      DeviceBuffer<__nv_bfloat16> da(ToBf16(a)), dres(ToBf16(res)), dwp(ToBf16(wp)),
+          dwn(ToBf16(wn)), dy(a.size());
       gpu::AddRmsNormArgs args;
       args.a = da.get();
       args.w_post = dwp.get();
@@ -172,16 +177,20 @@ TEST(CudaRmsNormTest, AddRmsNormFusesResidualAndNextNorm) {
       args.dim = dim;
       ASSERT_TRUE(gpu::AddRmsNorm(args, nullptr).ok());
       Sync();
-      // Exact: fp32 sum of the exact norm; flow: transformers' roundings after the norm and the add.
+      // Exact: fp32 sum of the exact norm; flow: transformers' roundings after the norm and the
+      // add.
       auto n = RmsNormCpu(a, wp, rows, dim);
       std::vector<float> r_ref(res.size()), r_flow(res.size());
       for (size_t i = 0; i < res.size(); ++i) {
         r_ref[i] = res[i] + n[i];
         r_flow[i] = RoundToBf16(res[i] + RoundToBf16(n[i]));
       }
-      const auto y_ref = RmsNormCpu(r_ref, wn, rows, dim), y_flow = Rounded(RmsNormCpu(r_flow, wn, rows, dim));
-      ExpectWithinTwiceBf16Flow("AddRmsNorm residual " + Shape(rows, dim), FromBf16(dres.ToHost()), r_ref, r_flow);
-      ExpectWithinTwiceBf16Flow("AddRmsNorm next norm " + Shape(rows, dim), FromBf16(dy.ToHost()), y_ref, y_flow);
+      const auto y_ref = RmsNormCpu(r_ref, wn, rows, dim),
+                 y_flow = Rounded(RmsNormCpu(r_flow, wn, rows, dim));
+      ExpectWithinTwiceBf16Flow("AddRmsNorm residual " + Shape(rows, dim), FromBf16(dres.ToHost()),
+                                r_ref, r_flow);
+      ExpectWithinTwiceBf16Flow("AddRmsNorm next norm " + Shape(rows, dim), FromBf16(dy.ToHost()),
+                                y_ref, y_flow);
     }
   }
 }
@@ -194,13 +203,16 @@ TEST(CudaLayerNormTest, MatchesReferenceOverRowsAndWidths) {
     for (int64_t dim : kWidths) {
       testing::Rng rng(static_cast<uint64_t>(rows * 31337 + dim));
       // A mean far from zero: two-pass statistics must not lose the variance.
-      auto x = RandBf16(rng, rows * dim, 2.f, 3.f), w = RandBf16(rng, dim, 1.f, 1.f), b = RandBf16(rng, dim);
+      auto x = RandBf16(rng, rows * dim, 2.f, 3.f), w = RandBf16(rng, dim, 1.f, 1.f),
+           b = RandBf16(rng, dim);
       DeviceBuffer<__nv_bfloat16> dx(ToBf16(x)), dw(ToBf16(w)), db(ToBf16(b)), dy(x.size());
-      ASSERT_TRUE(gpu::LayerNorm({dx.get(), dw.get(), db.get(), dy.get(), rows, dim, 1e-6f}, nullptr).ok());
+      ASSERT_TRUE(
+          gpu::LayerNorm({dx.get(), dw.get(), db.get(), dy.get(), rows, dim, 1e-6f}, nullptr).ok());
       Sync();
       std::vector<float> ref(x.size());
       LayerNormRef({x.data(), w.data(), b.data(), ref.data(), rows, dim, 1e-6f});
-      ExpectWithinTwiceBf16Flow("LayerNorm " + Shape(rows, dim), FromBf16(dy.ToHost()), ref, Rounded(ref));
+      ExpectWithinTwiceBf16Flow("LayerNorm " + Shape(rows, dim), FromBf16(dy.ToHost()), ref,
+                                Rounded(ref));
     }
   }
 }
@@ -209,7 +221,9 @@ TEST(CudaLayerNormTest, MatchesReferenceOverRowsAndWidths) {
 
 TEST(CudaRopeTest, MatchesReferenceForBothLayerTypes) {
   SKIP_WITHOUT_GPU();
-  struct Heads { int64_t heads, head_dim, extra; };  // extra: unused elements per token row (strided layout)
+  struct Heads {
+    int64_t heads, head_dim, extra;
+  };  // extra: unused elements per token row (strided layout)
   for (Heads hs : {Heads{8, 256, 0}, Heads{4, 256, 2048}, Heads{16, 72, 0}, Heads{3, 72, 8}}) {
     for (int64_t tokens : kRows) {
       for (bool global : {true, false}) {
@@ -217,8 +231,10 @@ TEST(CudaRopeTest, MatchesReferenceForBothLayerTypes) {
         const int64_t stride = hs.heads * hs.head_dim + hs.extra;
         auto x = RandBf16(rng, tokens * stride, 3.f);
         std::vector<int32_t> pos(static_cast<size_t>(tokens));
-        for (int64_t t = 0; t < tokens; ++t) pos[t] = t < 2 ? static_cast<int32_t>(t) : static_cast<int32_t>(rng.Next() % 131072);
-        const auto inv = global ? RopeInvFreq(hs.head_dim, 1e6, 8.0) : RopeInvFreq(hs.head_dim, 1e4, 1.0);
+        for (int64_t t = 0; t < tokens; ++t)
+          pos[t] = t < 2 ? static_cast<int32_t>(t) : static_cast<int32_t>(rng.Next() % 131072);
+        const auto inv =
+            global ? RopeInvFreq(hs.head_dim, 1e6, 8.0) : RopeInvFreq(hs.head_dim, 1e4, 1.0);
         DeviceBuffer<__nv_bfloat16> dx(ToBf16(x));
         DeviceBuffer<int32_t> dpos(pos);
         DeviceBuffer<float> dinv(inv);
@@ -261,9 +277,10 @@ TEST(CudaRopeTest, MatchesReferenceForBothLayerTypes) {
             }
           }
         }
-        ExpectWithinTwiceBf16Flow("Rope tokens=" + std::to_string(tokens) + " heads=" + std::to_string(hs.heads) +
-                                      " head_dim=" + std::to_string(hs.head_dim) + (global ? " global" : " local"),
-                                  got, ref, flow);
+        ExpectWithinTwiceBf16Flow(
+            "Rope tokens=" + std::to_string(tokens) + " heads=" + std::to_string(hs.heads) +
+                " head_dim=" + std::to_string(hs.head_dim) + (global ? " global" : " local"),
+            got, ref, flow);
       }
     }
   }
@@ -280,7 +297,8 @@ TEST(CudaGegluTest, MatchesReferenceOverRowsAndWidths) {
       DeviceBuffer<__nv_bfloat16> dgu(ToBf16(gu)), dy(rows * inter);
       ASSERT_TRUE(gpu::Geglu({dgu.get(), dy.get(), rows, inter}, nullptr).ok());
       Sync();
-      std::vector<float> gate(static_cast<size_t>(rows * inter)), up(gate.size()), ref(gate.size()), flow(gate.size());
+      std::vector<float> gate(static_cast<size_t>(rows * inter)), up(gate.size()), ref(gate.size()),
+          flow(gate.size());
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t i = 0; i < inter; ++i) {
           gate[r * inter + i] = gu[r * 2 * inter + i];
@@ -288,7 +306,8 @@ TEST(CudaGegluTest, MatchesReferenceOverRowsAndWidths) {
         }
       }
       GegluRef(gate.data(), up.data(), ref.data(), rows * inter);
-      for (size_t i = 0; i < flow.size(); ++i) flow[i] = RoundToBf16(RoundToBf16(GeluTanh(gate[i])) * up[i]);
+      for (size_t i = 0; i < flow.size(); ++i)
+        flow[i] = RoundToBf16(RoundToBf16(GeluTanh(gate[i])) * up[i]);
       ExpectWithinTwiceBf16Flow("Geglu " + Shape(rows, inter), FromBf16(dy.ToHost()), ref, flow);
     }
   }
@@ -298,7 +317,9 @@ TEST(CudaGegluTest, MatchesReferenceOverRowsAndWidths) {
 
 TEST(CudaAvgPoolTest, MatchesReferenceOnGridsAndKernels) {
   SKIP_WITHOUT_GPU();
-  struct Grid { int64_t side, kernel; };
+  struct Grid {
+    int64_t side, kernel;
+  };
   for (Grid g : {Grid{64, 4}, Grid{8, 2}, Grid{6, 3}, Grid{4, 1}, Grid{16, 16}}) {
     for (int64_t n : {1, 2}) {
       for (int64_t d : {19, 72, 1152}) {  // 19: the scalar path
@@ -306,12 +327,14 @@ TEST(CudaAvgPoolTest, MatchesReferenceOnGridsAndKernels) {
         const int64_t out = (g.side / g.kernel) * (g.side / g.kernel);
         auto x = RandBf16(rng, n * g.side * g.side * d, 5.f);
         DeviceBuffer<__nv_bfloat16> dx(ToBf16(x)), dy(n * out * d);
-        ASSERT_TRUE(gpu::AvgPoolPatches({dx.get(), dy.get(), n, g.side, g.kernel, d}, nullptr).ok());
+        ASSERT_TRUE(
+            gpu::AvgPoolPatches({dx.get(), dy.get(), n, g.side, g.kernel, d}, nullptr).ok());
         Sync();
         std::vector<float> ref(static_cast<size_t>(n * out * d));
         AvgPoolPatchesRef({x.data(), ref.data(), n, g.side, g.kernel, d});
-        ExpectWithinTwiceBf16Flow("AvgPoolPatches side=" + std::to_string(g.side) + " kernel=" +
-                                      std::to_string(g.kernel) + " n=" + std::to_string(n) + " d=" + std::to_string(d),
+        ExpectWithinTwiceBf16Flow("AvgPoolPatches side=" + std::to_string(g.side) +
+                                      " kernel=" + std::to_string(g.kernel) +
+                                      " n=" + std::to_string(n) + " d=" + std::to_string(d),
                                   FromBf16(dy.ToHost()), ref, Rounded(ref));
       }
     }
@@ -333,7 +356,9 @@ TEST(CudaEmbeddingTest, GatherTimesBf16ScaleBitExactWithSkipsAndBadIds) {
         ids[t] = static_cast<int32_t>(rng.Next() % vocab);
         skip[t] = (t % 5 == 3) ? 1 : 0;  // image positions
       }
-      if (tokens > 2) ids[1] = -1, ids[2] = static_cast<int32_t>(vocab);  // the caller's bug: zero rows, no stray read
+      if (tokens > 2)
+        ids[1] = -1,
+        ids[2] = static_cast<int32_t>(vocab);  // the caller's bug: zero rows, no stray read
       const float scale = RoundToBf16(std::sqrt(static_cast<float>(dim)));
       std::vector<float> sentinel(static_cast<size_t>(tokens * dim), 7.f);
       DeviceBuffer<__nv_bfloat16> dt(ToBf16(table)), dy(ToBf16(sentinel));
@@ -354,10 +379,15 @@ TEST(CudaEmbeddingTest, GatherTimesBf16ScaleBitExactWithSkipsAndBadIds) {
       for (int64_t t = 0; t < tokens; ++t) {
         for (int64_t i = 0; i < dim; ++i) {
           float want;
-          if (skip[t]) want = 7.f;
-          else if (ids[t] < 0 || ids[t] >= vocab) want = 0.f;
-          else want = RoundToBf16(table[ids[t] * dim + i] * scale);  // transformers: bf16 · bf16 → bf16
-          ASSERT_EQ(got[t * dim + i], want) << "token " << t << " element " << i << " " << Shape(tokens, dim);
+          if (skip[t])
+            want = 7.f;
+          else if (ids[t] < 0 || ids[t] >= vocab)
+            want = 0.f;
+          else
+            want =
+                RoundToBf16(table[ids[t] * dim + i] * scale);  // transformers: bf16 · bf16 → bf16
+          ASSERT_EQ(got[t * dim + i], want)
+              << "token " << t << " element " << i << " " << Shape(tokens, dim);
         }
       }
       // The same through the CPU reference (fp32 product, rounded) for the valid, unskipped rows.
@@ -370,7 +400,8 @@ TEST(CudaEmbeddingTest, GatherTimesBf16ScaleBitExactWithSkipsAndBadIds) {
       EmbeddingRef({table.data(), safe.data(), skip_bad.data(), ref.data(), tokens, dim, scale});
       for (int64_t t = 0; t < tokens; ++t) {
         if (skip_bad[t]) continue;
-        for (int64_t i = 0; i < dim; ++i) ASSERT_EQ(got[t * dim + i], RoundToBf16(ref[t * dim + i]));
+        for (int64_t i = 0; i < dim; ++i)
+          ASSERT_EQ(got[t * dim + i], RoundToBf16(ref[t * dim + i]));
       }
     }
   }
@@ -382,10 +413,14 @@ TEST(CudaGemmEpilogueTest, BiasAndAddendInPlaceAndOnUnalignedSubBuffers) {
   SKIP_WITHOUT_GPU();
   auto gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status().ToString();
-  struct Case { int64_t m, n, k, offset; bool bias, add, in_place; };
-  for (Case c : {Case{19, 1152, 1152, 0, true, true, true}, Case{99, 4304, 1152, 0, true, false, false},
-                 Case{1, 2560, 2048, 0, false, true, true}, Case{16, 72, 588, 3, true, true, false},
-                 Case{989, 256, 72, 8, true, true, true}}) {
+  struct Case {
+    int64_t m, n, k, offset;
+    bool bias, add, in_place;
+  };
+  for (Case c :
+       {Case{19, 1152, 1152, 0, true, true, true}, Case{99, 4304, 1152, 0, true, false, false},
+        Case{1, 2560, 2048, 0, false, true, true}, Case{16, 72, 588, 3, true, true, false},
+        Case{989, 256, 72, 8, true, true, true}}) {
     testing::Rng rng(static_cast<uint64_t>(c.m * 3 + c.n * 5 + c.k));
     auto x = RandBf16(rng, c.m * c.k), w = RandBf16(rng, c.n * c.k, 0.1f), b = RandBf16(rng, c.n);
     auto add = RandBf16(rng, c.m * c.n, 2.f);
@@ -393,7 +428,8 @@ TEST(CudaGemmEpilogueTest, BiasAndAddendInPlaceAndOnUnalignedSubBuffers) {
     std::vector<float> xo(static_cast<size_t>(c.offset), 0.f), yo = xo;
     xo.insert(xo.end(), x.begin(), x.end());
     yo.insert(yo.end(), add.begin(), add.end());
-    DeviceBuffer<__nv_bfloat16> dx(ToBf16(xo)), dw(ToBf16(w)), db(ToBf16(b)), dadd(ToBf16(add)), dy(ToBf16(yo));
+    DeviceBuffer<__nv_bfloat16> dx(ToBf16(xo)), dw(ToBf16(w)), db(ToBf16(b)), dadd(ToBf16(add)),
+        dy(ToBf16(yo));
     GemmArgs g;
     g.x = dx.get() + c.offset;
     g.w = dw.get();
@@ -423,9 +459,9 @@ TEST(CudaGemmEpilogueTest, BiasAndAddendInPlaceAndOnUnalignedSubBuffers) {
       flow[i] = c.add ? RoundToBf16(RoundToBf16(ref[i]) + add[i]) : RoundToBf16(ref[i]);
       if (c.add) ref[i] += add[i];
     }
-    ExpectWithinTwiceBf16Flow("Gemm m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) + " k=" +
-                                  std::to_string(c.k) + (c.bias ? " +bias" : "") + (c.add ? " +add" : "") +
-                                  " offset=" + std::to_string(c.offset),
+    ExpectWithinTwiceBf16Flow("Gemm m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+                                  " k=" + std::to_string(c.k) + (c.bias ? " +bias" : "") +
+                                  (c.add ? " +add" : "") + " offset=" + std::to_string(c.offset),
                               got, ref, flow);
   }
 }
@@ -434,16 +470,22 @@ TEST(CudaPatchEmbedTest, MatchesConvPlusBiasPlusPositions) {
   SKIP_WITHOUT_GPU();
   auto gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status().ToString();
-  struct Case { int64_t n, s, p, d; };
-  for (Case c : {Case{1, 56, 14, 72}, Case{2, 224, 14, 1152}, Case{1, 896, 14, 1152}, Case{3, 12, 4, 19}}) {
+  struct Case {
+    int64_t n, s, p, d;
+  };
+  for (Case c :
+       {Case{1, 56, 14, 72}, Case{2, 224, 14, 1152}, Case{1, 896, 14, 1152}, Case{3, 12, 4, 19}}) {
     const int64_t np = (c.s / c.p) * (c.s / c.p), cols = 3 * c.p * c.p;
     testing::Rng rng(static_cast<uint64_t>(c.s * 11 + c.d));
-    auto pixels = rng.Uniform(c.n * 3 * c.s * c.s);  // float32 as the processor makes them, not bf16
-    auto w = RandBf16(rng, c.d * cols, 0.05f), b = RandBf16(rng, c.d), pos = RandBf16(rng, np * c.d);
+    auto pixels =
+        rng.Uniform(c.n * 3 * c.s * c.s);  // float32 as the processor makes them, not bf16
+    auto w = RandBf16(rng, c.d * cols, 0.05f), b = RandBf16(rng, c.d),
+         pos = RandBf16(rng, np * c.d);
     DeviceBuffer<float> dpix(pixels);
-    DeviceBuffer<__nv_bfloat16> dw(ToBf16(w)), db(ToBf16(b)), dpos(ToBf16(pos)), dpatches(c.n * np * cols),
-        dy(c.n * np * c.d);
-    gpu::PatchEmbedArgs a{dpix.get(), dw.get(), db.get(), dpos.get(), dpatches.get(), dy.get(), c.n, 3, c.s, c.p, c.d};
+    DeviceBuffer<__nv_bfloat16> dw(ToBf16(w)), db(ToBf16(b)), dpos(ToBf16(pos)),
+        dpatches(c.n * np * cols), dy(c.n * np * c.d);
+    gpu::PatchEmbedArgs a{dpix.get(), dw.get(), db.get(), dpos.get(), dpatches.get(), dy.get(), c.n,
+                          3,          c.s,      c.p,      c.d};
     Status st = gpu::PatchEmbed(**gemm, a, nullptr);
     ASSERT_TRUE(st.ok()) << st.ToString();
     Sync();
@@ -456,8 +498,8 @@ TEST(CudaPatchEmbedTest, MatchesConvPlusBiasPlusPositions) {
       flow[i] = RoundToBf16(RoundToBf16(ref[i]) + p);
       ref[i] += p;
     }
-    ExpectWithinTwiceBf16Flow("PatchEmbed n=" + std::to_string(c.n) + " s=" + std::to_string(c.s) + " p=" +
-                                  std::to_string(c.p) + " d=" + std::to_string(c.d),
+    ExpectWithinTwiceBf16Flow("PatchEmbed n=" + std::to_string(c.n) + " s=" + std::to_string(c.s) +
+                                  " p=" + std::to_string(c.p) + " d=" + std::to_string(c.d),
                               FromBf16(dy.ToHost()), ref, flow);
   }
 }
@@ -476,14 +518,17 @@ TEST(CudaOpsArgsTest, BadArgumentsAreInvalidArgumentBeforeAnyLaunch) {
   rn.x_stride = 4;
   EXPECT_EQ(gpu::RmsNorm(rn, nullptr).code(), StatusCode::kInvalidArgument);  // stride < dim
   gpu::AddRmsNormArgs ar{p, p, p, p, nullptr, 1, 8, 1e-6f};
-  EXPECT_EQ(gpu::AddRmsNorm(ar, nullptr).code(), StatusCode::kInvalidArgument);  // w_next without y_next
-  EXPECT_EQ(gpu::LayerNorm({p, p, nullptr, p, 1, 0, 1e-6f}, nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(gpu::AddRmsNorm(ar, nullptr).code(),
+            StatusCode::kInvalidArgument);  // w_next without y_next
+  EXPECT_EQ(gpu::LayerNorm({p, p, nullptr, p, 1, 0, 1e-6f}, nullptr).code(),
+            StatusCode::kInvalidArgument);
   int32_t* ip = reinterpret_cast<int32_t*>(uintptr_t{4096});
   float* fp = reinterpret_cast<float*>(uintptr_t{4096});
   gpu::RopeArgs ro{p, ip, fp, 1, 1, 7, 0};
   EXPECT_EQ(gpu::Rope(ro, nullptr).code(), StatusCode::kInvalidArgument);  // odd head_dim
   EXPECT_EQ(gpu::Geglu({nullptr, p, 1, 8}, nullptr).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(gpu::AvgPoolPatches({p, p, 1, 6, 4, 8}, nullptr).code(), StatusCode::kInvalidArgument);  // 4 ∤ 6
+  EXPECT_EQ(gpu::AvgPoolPatches({p, p, 1, 6, 4, 8}, nullptr).code(),
+            StatusCode::kInvalidArgument);  // 4 ∤ 6
   gpu::EmbeddingArgs em;
   em.table = p;
   em.ids = ip;

@@ -84,9 +84,8 @@ void CheckGemm(CublasLtGemm& gemm, Shape s, bool integer_inputs) {
     // rounding (≤ 2^-9 relative; allow 2^-8) plus fp32 accumulation-order differences between
     // cuBLASLt and GemmRef, bounded by 2^-18 · Σ|x_p·w_p| ≤ 2^-18 · k (a few ulps of fp32 per
     // partial sum, for either side, with margin).
-    const double tol = integer_inputs ? 0.0
-                                      : std::ldexp(std::fabs(ref[i]), -8) +
-                                            std::ldexp(double(s.k), -18);
+    const double tol =
+        integer_inputs ? 0.0 : std::ldexp(std::fabs(ref[i]), -8) + std::ldexp(double(s.k), -18);
     const double err = std::fabs(double(got) - ref[i]);
     const double ratio = tol == 0 ? (err == 0 ? 0 : INFINITY) : err / tol;
     if (ratio > worst_ratio) worst_ratio = ratio, worst = i;

@@ -14,11 +14,10 @@
 #include "kernels/cuda/device.h"
 
 // Skips the test when cudaGetDeviceCount returns any error or no device (no driver, no GPU).
-#define SKIP_WITHOUT_GPU()                                          \
-  do {                                                              \
-    auto vlmserve_count_ = ::vlmserve::CudaDeviceCount();           \
-    if (!vlmserve_count_.ok())                                      \
-      GTEST_SKIP() << vlmserve_count_.status().message();           \
+#define SKIP_WITHOUT_GPU()                                                         \
+  do {                                                                             \
+    auto vlmserve_count_ = ::vlmserve::CudaDeviceCount();                          \
+    if (!vlmserve_count_.ok()) GTEST_SKIP() << vlmserve_count_.status().message(); \
   } while (0)
 
 namespace vlmserve::testing {
@@ -60,13 +59,14 @@ inline std::vector<float> FromBf16(const std::vector<__nv_bfloat16>& v) {
   return out;
 }
 
-// The tolerance rule of the CUDA op tests (issue 11): against the exact result `ref` (the fp32/double
-// CPU reference on the same bf16 inputs), the kernel's worst error may be at most twice the worst
-// error of `flow` — the same op computed as transformers does it in bf16 (spec §6.6: which values
-// are rounded to bf16, and where). A kernel that reads a wrong index or forgets a term misses by
-// far more. On failure it prints the kernel's worst element and the flow's.
+// The tolerance rule of the CUDA op tests (issue 11): against the exact result `ref` (the
+// fp32/double CPU reference on the same bf16 inputs), the kernel's worst error may be at most twice
+// the worst error of `flow` — the same op computed as transformers does it in bf16 (spec §6.6:
+// which values are rounded to bf16, and where). A kernel that reads a wrong index or forgets a term
+// misses by far more. On failure it prints the kernel's worst element and the flow's.
 inline void ExpectWithinTwiceBf16Flow(const std::string& what, const std::vector<float>& got,
-                                      const std::vector<float>& ref, const std::vector<float>& flow) {
+                                      const std::vector<float>& ref,
+                                      const std::vector<float>& flow) {
   ASSERT_EQ(got.size(), ref.size()) << what;
   ASSERT_EQ(flow.size(), ref.size()) << what;
   double worst_got = 0, worst_flow = 0;
@@ -77,9 +77,9 @@ inline void ExpectWithinTwiceBf16Flow(const std::string& what, const std::vector
     if (ef > worst_flow) worst_flow = ef, at_flow = i;
   }
   EXPECT_LE(worst_got, 2 * worst_flow)
-      << what << ": worst kernel error " << worst_got << " at [" << at_got << "]: expected " << ref[at_got]
-      << ", got " << got[at_got] << " (bf16 flow there: " << flow[at_got] << "); the bf16 flow's worst error is "
-      << worst_flow << " at [" << at_flow << "]";
+      << what << ": worst kernel error " << worst_got << " at [" << at_got << "]: expected "
+      << ref[at_got] << ", got " << got[at_got] << " (bf16 flow there: " << flow[at_got]
+      << "); the bf16 flow's worst error is " << worst_flow << " at [" << at_flow << "]";
 }
 
 }  // namespace vlmserve::testing

@@ -1,6 +1,8 @@
 // The index helpers the CUDA kernels use (kernels/index_math.h), run on the CPU: each op rebuilt
 // from the helper must equal the reference op in kernels/cpu exactly, so a GPU run cannot fail on
 // an index.
+#include "kernels/index_math.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,25 +13,29 @@
 #include "kernels/cpu/patch_embed.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/index_math.h"
 #include "tests/kernels/test_rng.h"
 
 namespace vlmserve {
 namespace {
 
 TEST(IndexMathTest, Im2colThroughPatchPixelOffsetEqualsPatchEmbedRef) {
-  struct Case { int64_t n, c, s, p, d; };
-  for (Case k : {Case{1, 3, 28, 14, 5}, Case{2, 3, 42, 14, 7}, Case{1, 2, 12, 4, 3}, Case{1, 1, 6, 3, 2}}) {
+  struct Case {
+    int64_t n, c, s, p, d;
+  };
+  for (Case k :
+       {Case{1, 3, 28, 14, 5}, Case{2, 3, 42, 14, 7}, Case{1, 2, 12, 4, 3}, Case{1, 1, 6, 3, 2}}) {
     testing::Rng rng(static_cast<uint64_t>(k.s * 31 + k.p));
     const int64_t np = (k.s / k.p) * (k.s / k.p), cols = k.c * k.p * k.p;
-    auto pixels = rng.Uniform(k.n * k.c * k.s * k.s), w = rng.Uniform(k.d * cols), b = rng.Uniform(k.d);
+    auto pixels = rng.Uniform(k.n * k.c * k.s * k.s), w = rng.Uniform(k.d * cols),
+         b = rng.Uniform(k.d);
     std::vector<float> ref(static_cast<size_t>(k.n * np * k.d)), got(ref.size());
     PatchEmbedRef({pixels.data(), w.data(), b.data(), ref.data(), k.n, k.c, k.s, k.p, k.d});
     for (int64_t img = 0; img < k.n; ++img) {
       std::vector<float> patches(static_cast<size_t>(np * cols));
       for (int64_t q = 0; q < np; ++q)
         for (int64_t f = 0; f < cols; ++f)
-          patches[q * cols + f] = pixels[img * k.c * k.s * k.s + idx::PatchPixelOffset(q, f, k.s, k.p)];
+          patches[q * cols + f] =
+              pixels[img * k.c * k.s * k.s + idx::PatchPixelOffset(q, f, k.s, k.p)];
       GemmRefArgs g;
       g.x = patches.data();
       g.w = w.data();
@@ -45,8 +51,11 @@ TEST(IndexMathTest, Im2colThroughPatchPixelOffsetEqualsPatchEmbedRef) {
 }
 
 TEST(IndexMathTest, PoolThroughPoolInputPatchEqualsAvgPoolRef) {
-  struct Case { int64_t n, side, kernel, d; };
-  for (Case k : {Case{1, 4, 2, 3}, Case{2, 8, 4, 5}, Case{1, 6, 3, 2}, Case{1, 5, 1, 4}, Case{1, 8, 8, 1}}) {
+  struct Case {
+    int64_t n, side, kernel, d;
+  };
+  for (Case k :
+       {Case{1, 4, 2, 3}, Case{2, 8, 4, 5}, Case{1, 6, 3, 2}, Case{1, 5, 1, 4}, Case{1, 8, 8, 1}}) {
     testing::Rng rng(static_cast<uint64_t>(k.side * 7 + k.kernel));
     const int64_t out = (k.side / k.kernel) * (k.side / k.kernel);
     auto x = rng.Uniform(k.n * k.side * k.side * k.d);
@@ -57,8 +66,10 @@ TEST(IndexMathTest, PoolThroughPoolInputPatchEqualsAvgPoolRef) {
         for (int64_t c = 0; c < k.d; ++c) {
           double acc = 0;
           for (int64_t a = 0; a < k.kernel * k.kernel; ++a)
-            acc += x[(img * k.side * k.side + idx::PoolInputPatch(t, a, k.side, k.kernel)) * k.d + c];
-          got[(img * out + t) * k.d + c] = static_cast<float>(acc * (1.0 / static_cast<double>(k.kernel * k.kernel)));
+            acc +=
+                x[(img * k.side * k.side + idx::PoolInputPatch(t, a, k.side, k.kernel)) * k.d + c];
+          got[(img * out + t) * k.d + c] =
+              static_cast<float>(acc * (1.0 / static_cast<double>(k.kernel * k.kernel)));
         }
     EXPECT_EQ(got, ref) << "side=" << k.side << " kernel=" << k.kernel;
     for (int64_t t = 0; t < out; ++t)
@@ -86,7 +97,8 @@ TEST(IndexMathTest, RopeThroughPartnerAndFreqIndexEqualsRopeRef) {
           const float c = std::cos(theta), s = std::sin(theta);
           const float self = row[i], partner = row[idx::RopePartner(i, head_dim)];
           // First half: x·cos − partner·sin; second half: x·cos + partner·sin.
-          got[(t * heads + h) * head_dim + i] = i < head_dim / 2 ? self * c - partner * s : self * c + partner * s;
+          got[(t * heads + h) * head_dim + i] =
+              i < head_dim / 2 ? self * c - partner * s : self * c + partner * s;
         }
     EXPECT_EQ(got, ref) << "head_dim=" << head_dim;
   }

@@ -1,7 +1,8 @@
 // FakeModelRunner: a ModelRunner for transport, queue and cancellation tests — never for serving
 // or fidelity tests. It has a real model's config (so prompts and limits behave), returns zero soft
 // tokens, and produces a fixed token sequence (first_token, first_token + 1, …, cycling through
-// `cycle` ids) with an optional delay per model call, counting what it was asked to do; it can be told to throw once (exception safety tests).
+// `cycle` ids) with an optional delay per model call, counting what it was asked to do; it can be
+// told to throw once (exception safety tests).
 #pragma once
 
 #include <atomic>
@@ -22,9 +23,11 @@ class FakeModelRunner : public ModelRunner {
 
   const Gemma3Config& config() const override { return config_; }
   StatusOr<std::vector<float>> EncodeImages(std::span<const float>, int64_t n) override {
-    return std::vector<float>(static_cast<size_t>(n * config_.mm_tokens_per_image * config_.text.hidden_size), 0.f);
+    return std::vector<float>(
+        static_cast<size_t>(n * config_.mm_tokens_per_image * config_.text.hidden_size), 0.f);
   }
-  StatusOr<std::vector<std::vector<float>>> Prefill(std::span<const PrefillRequest> batch) override {
+  StatusOr<std::vector<std::vector<float>>> Prefill(
+      std::span<const PrefillRequest> batch) override {
     std::vector<std::vector<float>> out;
     for (const PrefillRequest& r : batch) {
       steps_[r.id] = 0;

@@ -1,11 +1,11 @@
 // ProgressiveJpeg: a valid progressive 4:4:4 JPEG with exactly `scans` scans, written with
-// libjpeg (cjpeg caps scan scripts at 100). Used by the image and server tests for scan-limit bombs.
+// libjpeg (cjpeg caps scan scripts at 100). Used by the image and server tests for scan-limit
+// bombs.
 #pragma once
-
-#include <cstdio>  // jpeglib.h needs FILE and size_t first
 
 #include <jpeglib.h>
 
+#include <cstdio>  // jpeglib.h needs FILE and size_t first
 #include <cstdlib>
 #include <string>
 #include <vector>
