@@ -110,8 +110,7 @@ Status LayerNorm(const LayerNormArgs& a, cudaStream_t stream) {
   if (a.rows == 0) return Status::Ok();
   const bool vec = a.dim % 8 == 0 && Aligned16(a.x) && Aligned16(a.w) && Aligned16(a.y) &&
                    (!a.b || Aligned16(a.b));
-  const RowPlan plan =
-      vec ? PlanRegisterRow(a.rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
+  const RowPlan plan = vec ? PlanRegisterRow(a.rows, a.dim / 8) : RowPlan{};
   if (plan.chunks_per_thread > 0) {
     DispatchRowPlan(plan, [&](auto chunks, auto warp_per_row) {
       LayerNormRegKernel<decltype(chunks)::value, decltype(warp_per_row)::value>

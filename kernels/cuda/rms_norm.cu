@@ -131,8 +131,7 @@ Status RmsNorm(const RmsNormArgs& args, cudaStream_t stream) {
   if (rows == 0) return Status::Ok();
   const bool vec = a.dim % 8 == 0 && a.x_stride % 8 == 0 && a.y_stride % 8 == 0 && Aligned16(a.x) &&
                    Aligned16(a.y) && Aligned16(a.w);
-  const RowPlan plan =
-      vec ? PlanRegisterRow(rows, a.dim / 8, /*allow_warp_per_row=*/true) : RowPlan{};
+  const RowPlan plan = vec ? PlanRegisterRow(rows, a.dim / 8) : RowPlan{};
   if (plan.chunks_per_thread > 0) {
     DispatchRowPlan(plan, [&](auto chunks, auto warp_per_row) {
       RmsNormRegKernel<decltype(chunks)::value, decltype(warp_per_row)::value>

@@ -41,6 +41,10 @@ using testing::ToBf16;
 
 constexpr int64_t kRows[] = {1, 19, 99, 989};
 constexpr int64_t kWidths[] = {72, 256, 1152, 2560, 4304, 10240};
+// The norms also at 512 and 1024: with 72, 256 and 1152 they reach every register layout (a warp
+// per row holding 1, 2, 4 or 8 chunks; a block per row holding 2 or 4), and 10240 the streaming
+// one.
+constexpr int64_t kNormWidths[] = {72, 256, 512, 1024, 1152, 2560, 4304, 10240};
 
 // Uniform values in [offset − scale, offset + scale), rounded to bf16 (what a bf16 tensor holds).
 std::vector<float> RandBf16(testing::Rng& rng, int64_t n, float scale = 1.f, float offset = 0.f) {
@@ -72,7 +76,7 @@ std::vector<float> RmsNormCpu(const std::vector<float>& x, const std::vector<flo
 TEST(CudaRmsNormTest, MatchesReferenceOverRowsAndWidths) {
   SKIP_WITHOUT_GPU();
   for (int64_t rows : kRows) {
-    for (int64_t dim : kWidths) {
+    for (int64_t dim : kNormWidths) {
       testing::Rng rng(static_cast<uint64_t>(rows * 100003 + dim));
       auto x = RandBf16(rng, rows * dim, 2.f), w = RandBf16(rng, dim, 0.5f);
       DeviceBuffer<__nv_bfloat16> dx(ToBf16(x)), dw(ToBf16(w)), dy(x.size());
@@ -161,7 +165,7 @@ TEST(CudaRmsNormTest, PerHeadQAndKNormsInsideAFusedQkvBuffer) {
 TEST(CudaRmsNormTest, AddRmsNormFusesResidualAndNextNorm) {
   SKIP_WITHOUT_GPU();
   for (int64_t rows : kRows) {
-    for (int64_t dim : kWidths) {
+    for (int64_t dim : kNormWidths) {
       testing::Rng rng(static_cast<uint64_t>(rows * 7919 + dim));
       auto a = RandBf16(rng, rows * dim, 4.f), res = RandBf16(rng, rows * dim, 8.f);
       auto wp = RandBf16(rng, dim, 0.5f), wn = RandBf16(rng, dim, 0.5f);
@@ -200,7 +204,7 @@ TEST(CudaRmsNormTest, AddRmsNormFusesResidualAndNextNorm) {
 TEST(CudaLayerNormTest, MatchesReferenceOverRowsAndWidths) {
   SKIP_WITHOUT_GPU();
   for (int64_t rows : kRows) {
-    for (int64_t dim : kWidths) {
+    for (int64_t dim : kNormWidths) {
       testing::Rng rng(static_cast<uint64_t>(rows * 31337 + dim));
       // A mean far from zero: two-pass statistics must not lose the variance.
       auto x = RandBf16(rng, rows * dim, 2.f, 3.f), w = RandBf16(rng, dim, 1.f, 1.f),

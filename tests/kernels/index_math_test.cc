@@ -13,6 +13,7 @@
 #include "kernels/cpu/patch_embed.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cuda/launch_util.h"
 #include "tests/kernels/test_rng.h"
 
 namespace vlmserve {
@@ -114,6 +115,32 @@ TEST(IndexMathTest, HeadRowOffsetWalksTheQAndKPartsOfAFusedRow) {
   EXPECT_EQ(k_rows, (std::vector<int64_t>{12, 32}));
   // heads = 1, stride = dim: a plain contiguous matrix.
   for (int64_t r = 0; r < 5; ++r) EXPECT_EQ(idx::HeadRowOffset(r, 1, 7, 7), r * 7);
+}
+
+TEST(LaunchPlanTest, RegisterRowPlansCoverEveryRowLength) {
+  for (int64_t chunks = 1; chunks <= 2048; ++chunks) {
+    const gpu::RowPlan p = gpu::PlanRegisterRow(/*rows=*/37, chunks);
+    if (chunks > 1024) {  // over 8192 elements: the streaming kernel
+      EXPECT_EQ(p.chunks_per_thread, 0) << chunks;
+      continue;
+    }
+    ASSERT_GT(p.chunks_per_thread, 0) << chunks;
+    EXPECT_TRUE(p.threads % 32 == 0 && p.threads >= 32 && p.threads <= 256) << chunks;
+    const int64_t group = p.warp_per_row ? 32 : p.threads;
+    EXPECT_GE(group * p.chunks_per_thread, chunks) << "chunks " << chunks << " not all covered";
+    EXPECT_EQ(p.blocks, p.warp_per_row ? (37 + 7) / 8 : 37) << chunks;
+    if (p.warp_per_row) {
+      EXPECT_TRUE(p.chunks_per_thread == 1 || p.chunks_per_thread == 2 ||
+                  p.chunks_per_thread == 4 || p.chunks_per_thread == 8);
+    } else {
+      EXPECT_TRUE(p.chunks_per_thread == 2 || p.chunks_per_thread == 4) << chunks;
+    }
+  }
+  // Block-per-row kernels without registers: balanced passes.
+  EXPECT_EQ(gpu::RowThreads(320), 160);
+  EXPECT_EQ(gpu::RowThreads(144), 160);
+  EXPECT_EQ(gpu::RowThreads(1280), 256);
+  EXPECT_EQ(gpu::RowThreads(1), 32);
 }
 
 }  // namespace
