@@ -16,24 +16,6 @@
 namespace vlmserve {
 namespace {
 
-StatusOr<std::vector<float>> Get(const Checkpoint& ck, const std::string& name) {
-  const Weight* w = ck.Find(name);
-  if (!w) return InternalError("checkpoint has no " + name + " although it was validated");
-  return WeightToFloat(*w);
-}
-
-void Linear(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* y,
-            int64_t m, int64_t n, int64_t k) {
-  GemmRefArgs g;
-  g.x = x;
-  g.w = w.data();
-  g.bias = b.empty() ? nullptr : b.data();
-  g.y = y;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  GemmRef(g);
-}
 
 void Norm(const float* x, const std::vector<float>& w, float* y, int64_t rows, int64_t dim, float eps) {
   RmsNormRef({x, w.data(), y, rows, dim, eps});
@@ -46,10 +28,10 @@ StatusOr<Gemma3Decoder> Gemma3Decoder::Load(const Checkpoint& ck, const Gemma3Co
   d.cfg_ = config.text;
   // transformers multiplies by embed_scale cast to the weight dtype: float32 in fp32 inference.
   d.embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(d.cfg_.hidden_size)));
-  ASSIGN_OR_RETURN(d.embed_, Get(ck, "lm.embed_tokens.weight"));
-  ASSIGN_OR_RETURN(d.final_norm_, Get(ck, "lm.norm.weight"));
+  ASSIGN_OR_RETURN(d.embed_, TensorToFloat(ck, "lm.embed_tokens.weight"));
+  ASSIGN_OR_RETURN(d.final_norm_, TensorToFloat(ck, "lm.norm.weight"));
   if (!d.cfg_.tie_word_embeddings) {
-    ASSIGN_OR_RETURN(d.lm_head_, Get(ck, "lm_head.weight"));
+    ASSIGN_OR_RETURN(d.lm_head_, TensorToFloat(ck, "lm_head.weight"));
   }
   const RopeParams& rf = d.cfg_.rope_full;
   const RopeParams& rs = d.cfg_.rope_sliding;
@@ -59,25 +41,25 @@ StatusOr<Gemma3Decoder> Gemma3Decoder::Load(const Checkpoint& ck, const Gemma3Co
     const std::string p = "lm.layers." + std::to_string(l) + ".";
     Layer L;
     L.type = d.cfg_.layer_types[static_cast<size_t>(l)];
-    ASSIGN_OR_RETURN(L.input_norm, Get(ck, p + "input_layernorm.weight"));
-    ASSIGN_OR_RETURN(L.q, Get(ck, p + "self_attn.q_proj.weight"));
-    ASSIGN_OR_RETURN(L.k, Get(ck, p + "self_attn.k_proj.weight"));
-    ASSIGN_OR_RETURN(L.v, Get(ck, p + "self_attn.v_proj.weight"));
-    ASSIGN_OR_RETURN(L.o, Get(ck, p + "self_attn.o_proj.weight"));
+    ASSIGN_OR_RETURN(L.input_norm, TensorToFloat(ck, p + "input_layernorm.weight"));
+    ASSIGN_OR_RETURN(L.q, TensorToFloat(ck, p + "self_attn.q_proj.weight"));
+    ASSIGN_OR_RETURN(L.k, TensorToFloat(ck, p + "self_attn.k_proj.weight"));
+    ASSIGN_OR_RETURN(L.v, TensorToFloat(ck, p + "self_attn.v_proj.weight"));
+    ASSIGN_OR_RETURN(L.o, TensorToFloat(ck, p + "self_attn.o_proj.weight"));
     if (d.cfg_.attention_bias) {
-      ASSIGN_OR_RETURN(L.q_bias, Get(ck, p + "self_attn.q_proj.bias"));
-      ASSIGN_OR_RETURN(L.k_bias, Get(ck, p + "self_attn.k_proj.bias"));
-      ASSIGN_OR_RETURN(L.v_bias, Get(ck, p + "self_attn.v_proj.bias"));
-      ASSIGN_OR_RETURN(L.o_bias, Get(ck, p + "self_attn.o_proj.bias"));
+      ASSIGN_OR_RETURN(L.q_bias, TensorToFloat(ck, p + "self_attn.q_proj.bias"));
+      ASSIGN_OR_RETURN(L.k_bias, TensorToFloat(ck, p + "self_attn.k_proj.bias"));
+      ASSIGN_OR_RETURN(L.v_bias, TensorToFloat(ck, p + "self_attn.v_proj.bias"));
+      ASSIGN_OR_RETURN(L.o_bias, TensorToFloat(ck, p + "self_attn.o_proj.bias"));
     }
-    ASSIGN_OR_RETURN(L.q_norm, Get(ck, p + "self_attn.q_norm.weight"));
-    ASSIGN_OR_RETURN(L.k_norm, Get(ck, p + "self_attn.k_norm.weight"));
-    ASSIGN_OR_RETURN(L.post_attn_norm, Get(ck, p + "post_attention_layernorm.weight"));
-    ASSIGN_OR_RETURN(L.pre_ff_norm, Get(ck, p + "pre_feedforward_layernorm.weight"));
-    ASSIGN_OR_RETURN(L.gate, Get(ck, p + "mlp.gate_proj.weight"));
-    ASSIGN_OR_RETURN(L.up, Get(ck, p + "mlp.up_proj.weight"));
-    ASSIGN_OR_RETURN(L.down, Get(ck, p + "mlp.down_proj.weight"));
-    ASSIGN_OR_RETURN(L.post_ff_norm, Get(ck, p + "post_feedforward_layernorm.weight"));
+    ASSIGN_OR_RETURN(L.q_norm, TensorToFloat(ck, p + "self_attn.q_norm.weight"));
+    ASSIGN_OR_RETURN(L.k_norm, TensorToFloat(ck, p + "self_attn.k_norm.weight"));
+    ASSIGN_OR_RETURN(L.post_attn_norm, TensorToFloat(ck, p + "post_attention_layernorm.weight"));
+    ASSIGN_OR_RETURN(L.pre_ff_norm, TensorToFloat(ck, p + "pre_feedforward_layernorm.weight"));
+    ASSIGN_OR_RETURN(L.gate, TensorToFloat(ck, p + "mlp.gate_proj.weight"));
+    ASSIGN_OR_RETURN(L.up, TensorToFloat(ck, p + "mlp.up_proj.weight"));
+    ASSIGN_OR_RETURN(L.down, TensorToFloat(ck, p + "mlp.down_proj.weight"));
+    ASSIGN_OR_RETURN(L.post_ff_norm, TensorToFloat(ck, p + "post_feedforward_layernorm.weight"));
     d.layers_.push_back(std::move(L));
   }
   return d;
@@ -139,9 +121,9 @@ std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> 
     const Layer& L = layers_[l];
     const bool sliding = L.type == LayerType::kSlidingAttention;
     Norm(x.data(), L.input_norm, a.data(), n, D, eps);
-    Linear(a.data(), L.q, L.q_bias, q.data(), n, H * hd, D);
-    Linear(a.data(), L.k, L.k_bias, kx.data(), n, KV * hd, D);
-    Linear(a.data(), L.v, L.v_bias, vx.data(), n, KV * hd, D);
+    LinearRef(a.data(), L.q, L.q_bias, q.data(), n, H * hd, D);
+    LinearRef(a.data(), L.k, L.k_bias, kx.data(), n, KV * hd, D);
+    LinearRef(a.data(), L.v, L.v_bias, vx.data(), n, KV * hd, D);
     Norm(q.data(), L.q_norm, q.data(), n * H, hd, eps);  // per head, shared [hd] weight
     Norm(kx.data(), L.k_norm, kx.data(), n * KV, hd, eps);
     const std::vector<float>& inv = sliding ? inv_freq_sliding_ : inv_freq_full_;
@@ -163,15 +145,15 @@ std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> 
     at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
     at.mask = sliding ? mask_sliding.data() : mask_full.data();
     AttentionRef(at);
-    Linear(o.data(), L.o, L.o_bias, a.data(), n, D, H * hd);
+    LinearRef(o.data(), L.o, L.o_bias, a.data(), n, D, H * hd);
     Norm(a.data(), L.post_attn_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
 
     Norm(x.data(), L.pre_ff_norm, a.data(), n, D, eps);
-    Linear(a.data(), L.gate, {}, gate.data(), n, I, D);
-    Linear(a.data(), L.up, {}, up.data(), n, I, D);
+    LinearRef(a.data(), L.gate, {}, gate.data(), n, I, D);
+    LinearRef(a.data(), L.up, {}, up.data(), n, I, D);
     GegluRef(gate.data(), up.data(), gate.data(), n * I);
-    Linear(gate.data(), L.down, {}, a.data(), n, D, I);
+    LinearRef(gate.data(), L.down, {}, a.data(), n, D, I);
     Norm(a.data(), L.post_ff_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
   }
@@ -181,7 +163,7 @@ std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> 
   const float* h_in = x.data() + (n - rows) * D;
   std::vector<float> h(static_cast<size_t>(rows * D)), logits(static_cast<size_t>(rows * cfg_.vocab_size));
   Norm(h_in, final_norm_, h.data(), rows, D, eps);
-  Linear(h.data(), lm_head_.empty() ? embed_ : lm_head_, {}, logits.data(), rows, cfg_.vocab_size, D);
+  LinearRef(h.data(), lm_head_.empty() ? embed_ : lm_head_, {}, logits.data(), rows, cfg_.vocab_size, D);
   return logits;
 }
 

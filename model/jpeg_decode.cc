@@ -13,6 +13,7 @@
 #include <jerror.h>
 #include <jpeglib.h>
 
+#include "model/decode_alloc.h"
 #include "model/image.h"
 
 namespace vlmserve {
@@ -132,16 +133,6 @@ bool DecodeJpegCore(JpegContext* ctx, const uint8_t* data, size_t size) {
   return true;
 }
 
-uint8_t* AllocVector(void* opaque, size_t bytes) {
-  try {
-    auto* v = static_cast<std::vector<uint8_t>*>(opaque);
-    v->resize(bytes);
-    return v->data();
-  } catch (...) {
-    return nullptr;
-  }
-}
-
 }  // namespace
 
 StatusOr<RgbImage> DecodeJpeg(std::span<const uint8_t> bytes, const ImageLimits& lim,
@@ -152,7 +143,7 @@ StatusOr<RgbImage> DecodeJpeg(std::span<const uint8_t> bytes, const ImageLimits&
   ctx.max_memory = lim.jpeg_max_memory;
   ctx.max_side = lim.max_side;
   ctx.max_pixels = lim.max_pixels;
-  ctx.alloc = AllocVector;
+  ctx.alloc = internal::AllocIntoVector;
   ctx.opaque = &img.rgb;
   if (!DecodeJpegCore(&ctx, bytes.data(), bytes.size())) {
     switch (ctx.failure) {

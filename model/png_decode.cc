@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "model/decode_alloc.h"
 #include "model/image.h"
 
 namespace vlmserve {
@@ -123,17 +124,6 @@ bool DecodePngCore(PngContext* ctx) {
   return true;
 }
 
-// Grows the caller's vector; never lets an exception reach libpng's frames.
-uint8_t* AllocVector(void* opaque, size_t bytes) {
-  try {
-    auto* v = static_cast<std::vector<uint8_t>*>(opaque);
-    v->resize(bytes);
-    return v->data();
-  } catch (...) {
-    return nullptr;
-  }
-}
-
 }  // namespace
 
 StatusOr<RgbImage> DecodePng(std::span<const uint8_t> bytes, const ImageLimits& lim,
@@ -153,7 +143,7 @@ StatusOr<RgbImage> DecodePng(std::span<const uint8_t> bytes, const ImageLimits& 
   ctx.size = bytes.size();
   ctx.max_side = lim.max_side;
   ctx.max_pixels = lim.max_pixels;
-  ctx.alloc = AllocVector;
+  ctx.alloc = internal::AllocIntoVector;
   ctx.opaque = &img.rgb;
   if (!DecodePngCore(&ctx)) {
     if (ctx.size_rejected) {

@@ -14,25 +14,6 @@
 namespace vlmserve {
 namespace {
 
-StatusOr<std::vector<float>> Get(const Checkpoint& ck, const std::string& name) {
-  const Weight* w = ck.Find(name);
-  if (!w) return InternalError("checkpoint has no " + name + " although it was validated");
-  return WeightToFloat(*w);
-}
-
-// y[m, n] = x[m, k] · wᵀ + b
-void Linear(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* y,
-            int64_t m, int64_t n, int64_t k) {
-  GemmRefArgs g;
-  g.x = x;
-  g.w = w.data();
-  g.bias = b.data();
-  g.y = y;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  GemmRef(g);
-}
 
 }  // namespace
 
@@ -40,30 +21,30 @@ StatusOr<SiglipVisionTower> SiglipVisionTower::Load(const Checkpoint& ck, const 
   if (!config.has_vision) return InvalidArgumentError("a text-only model has no vision tower");
   SiglipVisionTower t;
   t.cfg_ = config.vision;
-  ASSIGN_OR_RETURN(t.patch_w_, Get(ck, "vision.embeddings.patch_embedding.weight"));
-  ASSIGN_OR_RETURN(t.patch_b_, Get(ck, "vision.embeddings.patch_embedding.bias"));
-  ASSIGN_OR_RETURN(t.pos_, Get(ck, "vision.embeddings.position_embedding.weight"));
-  ASSIGN_OR_RETURN(t.post_w_, Get(ck, "vision.post_layernorm.weight"));
-  ASSIGN_OR_RETURN(t.post_b_, Get(ck, "vision.post_layernorm.bias"));
+  ASSIGN_OR_RETURN(t.patch_w_, TensorToFloat(ck, "vision.embeddings.patch_embedding.weight"));
+  ASSIGN_OR_RETURN(t.patch_b_, TensorToFloat(ck, "vision.embeddings.patch_embedding.bias"));
+  ASSIGN_OR_RETURN(t.pos_, TensorToFloat(ck, "vision.embeddings.position_embedding.weight"));
+  ASSIGN_OR_RETURN(t.post_w_, TensorToFloat(ck, "vision.post_layernorm.weight"));
+  ASSIGN_OR_RETURN(t.post_b_, TensorToFloat(ck, "vision.post_layernorm.bias"));
   for (int64_t l = 0; l < t.cfg_.num_hidden_layers; ++l) {
     const std::string p = "vision.encoder.layers." + std::to_string(l) + ".";
     Layer L;
-    ASSIGN_OR_RETURN(L.ln1_w, Get(ck, p + "layer_norm1.weight"));
-    ASSIGN_OR_RETURN(L.ln1_b, Get(ck, p + "layer_norm1.bias"));
-    ASSIGN_OR_RETURN(L.q_w, Get(ck, p + "self_attn.q_proj.weight"));
-    ASSIGN_OR_RETURN(L.q_b, Get(ck, p + "self_attn.q_proj.bias"));
-    ASSIGN_OR_RETURN(L.k_w, Get(ck, p + "self_attn.k_proj.weight"));
-    ASSIGN_OR_RETURN(L.k_b, Get(ck, p + "self_attn.k_proj.bias"));
-    ASSIGN_OR_RETURN(L.v_w, Get(ck, p + "self_attn.v_proj.weight"));
-    ASSIGN_OR_RETURN(L.v_b, Get(ck, p + "self_attn.v_proj.bias"));
-    ASSIGN_OR_RETURN(L.o_w, Get(ck, p + "self_attn.out_proj.weight"));
-    ASSIGN_OR_RETURN(L.o_b, Get(ck, p + "self_attn.out_proj.bias"));
-    ASSIGN_OR_RETURN(L.ln2_w, Get(ck, p + "layer_norm2.weight"));
-    ASSIGN_OR_RETURN(L.ln2_b, Get(ck, p + "layer_norm2.bias"));
-    ASSIGN_OR_RETURN(L.fc1_w, Get(ck, p + "mlp.fc1.weight"));
-    ASSIGN_OR_RETURN(L.fc1_b, Get(ck, p + "mlp.fc1.bias"));
-    ASSIGN_OR_RETURN(L.fc2_w, Get(ck, p + "mlp.fc2.weight"));
-    ASSIGN_OR_RETURN(L.fc2_b, Get(ck, p + "mlp.fc2.bias"));
+    ASSIGN_OR_RETURN(L.ln1_w, TensorToFloat(ck, p + "layer_norm1.weight"));
+    ASSIGN_OR_RETURN(L.ln1_b, TensorToFloat(ck, p + "layer_norm1.bias"));
+    ASSIGN_OR_RETURN(L.q_w, TensorToFloat(ck, p + "self_attn.q_proj.weight"));
+    ASSIGN_OR_RETURN(L.q_b, TensorToFloat(ck, p + "self_attn.q_proj.bias"));
+    ASSIGN_OR_RETURN(L.k_w, TensorToFloat(ck, p + "self_attn.k_proj.weight"));
+    ASSIGN_OR_RETURN(L.k_b, TensorToFloat(ck, p + "self_attn.k_proj.bias"));
+    ASSIGN_OR_RETURN(L.v_w, TensorToFloat(ck, p + "self_attn.v_proj.weight"));
+    ASSIGN_OR_RETURN(L.v_b, TensorToFloat(ck, p + "self_attn.v_proj.bias"));
+    ASSIGN_OR_RETURN(L.o_w, TensorToFloat(ck, p + "self_attn.out_proj.weight"));
+    ASSIGN_OR_RETURN(L.o_b, TensorToFloat(ck, p + "self_attn.out_proj.bias"));
+    ASSIGN_OR_RETURN(L.ln2_w, TensorToFloat(ck, p + "layer_norm2.weight"));
+    ASSIGN_OR_RETURN(L.ln2_b, TensorToFloat(ck, p + "layer_norm2.bias"));
+    ASSIGN_OR_RETURN(L.fc1_w, TensorToFloat(ck, p + "mlp.fc1.weight"));
+    ASSIGN_OR_RETURN(L.fc1_b, TensorToFloat(ck, p + "mlp.fc1.bias"));
+    ASSIGN_OR_RETURN(L.fc2_w, TensorToFloat(ck, p + "mlp.fc2.weight"));
+    ASSIGN_OR_RETURN(L.fc2_b, TensorToFloat(ck, p + "mlp.fc2.bias"));
     t.layers_.push_back(std::move(L));
   }
   return t;
@@ -92,9 +73,9 @@ void SiglipVisionTower::ForwardOne(const float* pixels, float* x) const {
   std::vector<float> h(P * d), q(P * d), k(P * d), v(P * d), o(P * d), mlp(P * inter);
   for (const Layer& L : layers_) {
     LayerNormRef({x, L.ln1_w.data(), L.ln1_b.data(), h.data(), P, d, eps});
-    Linear(h.data(), L.q_w, L.q_b, q.data(), P, d, d);
-    Linear(h.data(), L.k_w, L.k_b, k.data(), P, d, d);
-    Linear(h.data(), L.v_w, L.v_b, v.data(), P, d, d);
+    LinearRef(h.data(), L.q_w, L.q_b, q.data(), P, d, d);
+    LinearRef(h.data(), L.k_w, L.k_b, k.data(), P, d, d);
+    LinearRef(h.data(), L.v_w, L.v_b, v.data(), P, d, d);
     AttentionRefArgs at;
     at.q = q.data();
     at.k = k.data();
@@ -105,12 +86,12 @@ void SiglipVisionTower::ForwardOne(const float* pixels, float* x) const {
     at.hd = hd;
     at.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));  // no mask: full
     AttentionRef(at);
-    Linear(o.data(), L.o_w, L.o_b, h.data(), P, d, d);
+    LinearRef(o.data(), L.o_w, L.o_b, h.data(), P, d, d);
     for (int64_t i = 0; i < P * d; ++i) x[i] += h[i];
     LayerNormRef({x, L.ln2_w.data(), L.ln2_b.data(), h.data(), P, d, eps});
-    Linear(h.data(), L.fc1_w, L.fc1_b, mlp.data(), P, inter, d);
+    LinearRef(h.data(), L.fc1_w, L.fc1_b, mlp.data(), P, inter, d);
     GeluTanhRef(mlp.data(), mlp.data(), P * inter);
-    Linear(mlp.data(), L.fc2_w, L.fc2_b, h.data(), P, d, inter);
+    LinearRef(mlp.data(), L.fc2_w, L.fc2_b, h.data(), P, d, inter);
     for (int64_t i = 0; i < P * d; ++i) x[i] += h[i];
   }
   // 4. post_layernorm.

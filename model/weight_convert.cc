@@ -11,9 +11,12 @@ namespace vlmserve {
 float HalfBitsToFloat(uint16_t h) {
   const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
   float v;
-  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);  // zero and subnormals
-  else if (exp == 31) v = mant ? NAN : INFINITY;
-  else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  if (exp == 0)
+    v = std::ldexp(static_cast<float>(mant), -24);  // zero and subnormals
+  else if (exp == 31)
+    v = mant ? NAN : INFINITY;
+  else
+    v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
   return sign ? -v : v;
 }
 
@@ -41,6 +44,12 @@ std::vector<float> WeightToFloat(const Weight& w) {
       break;
   }
   return out;
+}
+
+StatusOr<std::vector<float>> TensorToFloat(const Checkpoint& ck, const std::string& name) {
+  const Weight* w = ck.Find(name);
+  if (!w) return InternalError("checkpoint has no " + name + " although it was validated");
+  return WeightToFloat(*w);
 }
 
 }  // namespace vlmserve

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/checkpoint.h"
@@ -11,5 +12,8 @@ namespace vlmserve {
 
 float HalfBitsToFloat(uint16_t h);  // IEEE binary16 → binary32, subnormals, inf and NaN included
 std::vector<float> WeightToFloat(const Weight& w);
+// The checkpoint's tensor `name` (internal name) widened; INTERNAL if it is missing, which
+// Checkpoint::Open's validation rules out.
+StatusOr<std::vector<float>> TensorToFloat(const Checkpoint& ck, const std::string& name);
 
 }  // namespace vlmserve

@@ -54,4 +54,17 @@ void GemmRef(const GemmRefArgs& args) {
   for (auto& th : pool) th.join();
 }
 
+void LinearRef(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* y,
+               int64_t m, int64_t n, int64_t k) {
+  GemmRefArgs g;
+  g.x = x;
+  g.w = w.data();
+  g.bias = b.empty() ? nullptr : b.data();
+  g.y = y;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  GemmRef(g);
+}
+
 }  // namespace vlmserve

@@ -5,18 +5,24 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace vlmserve {
 
 struct GemmRefArgs {
   const float* x = nullptr;  // [m, k] row-major activations
-  const float* w = nullptr;  // [n, k] row-major weight (nn.Linear: out × in); [k, n] if w_input_major
-  float* y = nullptr;        // [m, n] row-major output, y = x · wᵀ (+ bias)
+  const float* w =
+      nullptr;         // [n, k] row-major weight (nn.Linear: out × in); [k, n] if w_input_major
+  float* y = nullptr;  // [m, n] row-major output, y = x · wᵀ (+ bias)
   int64_t m = 0, n = 0, k = 0;
   const float* bias = nullptr;  // [n] or null
-  bool w_input_major = false;   // w is [k, n] and y = x · w (spec §5's mm_input_projection_weight)
+  bool w_input_major = false;  // w is [k, n] and y = x · w (spec §5's mm_input_projection_weight)
 };
 
 void GemmRef(const GemmRefArgs& args);
+
+// nn.Linear on widened weights: y[m, n] = x[m, k] · wᵀ (+ b when b is not empty).
+void LinearRef(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* y,
+               int64_t m, int64_t n, int64_t k);
 
 }  // namespace vlmserve

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/run_command.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -16,26 +17,18 @@ namespace {
 
 using nlohmann::json;
 
-struct Result {
-  int exit_code;
-  std::string out;
-};
+using Result = vlmserve::testing::CommandResult;
 
 Result RunGenerate(const std::string& args) {
-  const std::string cmd = std::string(VLMSERVE_GENERATE_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return vlmserve::testing::RunCommand(std::string(VLMSERVE_GENERATE_BIN) + " " + args + " 2>&1");
 }
 
 TEST(GenerateCliTest, ReproducesTransformersGreedyGeneration) {
   const std::string dir = vlmserve::testing::FixturePath("decoder/gqa4_pan_scan_runtime_names");
   std::ifstream in(dir + "/goldens.json");
   const json g = json::parse(in);
-  Result r = RunGenerate("--model " + dir + " --image " + dir + "/image0.png --prompt \"Read the wide banner.\" "
+  Result r = RunGenerate("--model " + dir + " --image " + dir +
+                         "/image0.png --prompt \"Read the wide banner.\" "
                          "--pan-and-scan --max-new-tokens 16 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const json out = json::parse(r.out);
@@ -46,7 +39,8 @@ TEST(GenerateCliTest, ReproducesTransformersGreedyGeneration) {
   EXPECT_EQ(out["images"], 5);  // the full image and 4 crops
   EXPECT_EQ(out["prompt_tokens"], g["input_ids"].size());
 
-  Result text = RunGenerate("--model " + dir + " --image " + dir + "/image0.png --prompt \"Read the wide banner.\" "
+  Result text = RunGenerate("--model " + dir + " --image " + dir +
+                            "/image0.png --prompt \"Read the wide banner.\" "
                             "--pan-and-scan --max-new-tokens 16");
   ASSERT_EQ(text.exit_code, 0);
   EXPECT_EQ(text.out.rfind(g["greedy_text"].get<std::string>() + "\n", 0), 0u) << text.out;
@@ -62,8 +56,9 @@ TEST(GenerateCliTest, Errors) {
   Result bad_temp = RunGenerate("--model " + dir + " --prompt hi --temperature -1");
   EXPECT_EQ(bad_temp.exit_code, 1);
   EXPECT_NE(bad_temp.out.find("temperature must be"), std::string::npos) << bad_temp.out;
-  Result bad_frames = RunGenerate("--model " + dir + " --prompt hi --frames " + dir + "/image0.png " +
-                                  vlmserve::testing::FixturePath("images/png/rgb8_p.png"));
+  Result bad_frames =
+      RunGenerate("--model " + dir + " --prompt hi --frames " + dir + "/image0.png " +
+                  vlmserve::testing::FixturePath("images/png/rgb8_p.png"));
   EXPECT_EQ(bad_frames.exit_code, 1);
   EXPECT_NE(bad_frames.out.find("all frames of a grid must have the same size"), std::string::npos);
 }

@@ -1,5 +1,6 @@
 // vlmserve-inspect as users run it: the real binary, its exit codes, its JSON and text output.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
@@ -7,8 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <sys/wait.h>
 
+#include "tests/support/run_command.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -16,21 +17,10 @@ namespace {
 
 using vlmserve::testing::FixturePath;
 
-struct Result {
-  int exit_code;
-  std::string out;  // stdout + stderr
-};
+using Result = vlmserve::testing::CommandResult;
 
 Result RunInspect(const std::string& args) {
-  const std::string cmd = std::string(VLMSERVE_INSPECT_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return vlmserve::testing::RunCommand(std::string(VLMSERVE_INSPECT_BIN) + " " + args + " 2>&1");
 }
 
 TEST(InspectCliTest, Published4BAsJson) {
@@ -53,7 +43,8 @@ TEST(InspectCliTest, ConfigOnlyTextReport) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("total               4,300,079,472"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("vision tower     SigLIP: 27 layers, width 1152, 16 heads x 72"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("8,600,158,944 bytes  8.60 GB"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("139,264 bytes"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("stored weights"), std::string::npos) << r.out;
@@ -93,7 +84,8 @@ TEST(InspectCliTest, DirectoryWithoutWeightsSaysHowToInspectAConfig) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("no model.safetensors or model.safetensors.index.json (to describe a "
                        "config alone: --config-only FILE)"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
 }
 
 TEST(InspectCliTest, TextOnlyModelHasNoVision) {
@@ -118,7 +110,8 @@ TEST(InspectCliTest, ErrorsAreOneClearLineAndExitCode1) {
   Result missing = RunInspect("/nonexistent-model-dir");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.out.find("NOT_FOUND: /nonexistent-model-dir/config.json: no such file"),
-            std::string::npos) << missing.out;
+            std::string::npos)
+      << missing.out;
 }
 
 TEST(InspectCliTest, UsageErrorsExit2AndHelpExits0) {

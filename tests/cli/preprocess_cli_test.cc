@@ -1,5 +1,6 @@
 // vlmserve-preprocess as outside checks run it: four PNG frames into a grid, float32 output equal
-// to Gemma3ImageProcessorPil's (digest from tools/golden/make_preprocess_goldens.py), the JSON line,
+// to Gemma3ImageProcessorPil's (digest from tools/golden/make_preprocess_goldens.py), the JSON
+// line,
 // --config, and clear errors.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
+#include "tests/support/run_command.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -19,24 +21,16 @@ namespace {
 using nlohmann::json;
 using vlmserve::testing::FixturePath;
 
-struct Result {
-  int exit_code;
-  std::string out;
-};
+using Result = vlmserve::testing::CommandResult;
 
 Result RunPreprocess(const std::string& args) {
-  const std::string cmd = std::string(VLMSERVE_PREPROCESS_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return vlmserve::testing::RunCommand(std::string(VLMSERVE_PREPROCESS_BIN) + " " + args + " 2>&1");
 }
 
 std::string TempPath(const std::string& name) {
   return (std::filesystem::temp_directory_path() /
-          ("vlmserve_pp_" + std::to_string(::getpid()) + "_" + name)).string();
+          ("vlmserve_pp_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 TEST(PreprocessCliTest, FramesGridMatchesTheProcessor) {
@@ -57,8 +51,9 @@ TEST(PreprocessCliTest, FramesGridMatchesTheProcessor) {
 }
 
 TEST(PreprocessCliTest, SizeFromConfig) {
-  Result r = RunPreprocess("--image " + FixturePath("images/jpeg/gray.jpg") + " --config " +
-                           FixturePath("configs/tiny-v5-saved.json") + " --out " + TempPath("c.f32"));
+  Result r =
+      RunPreprocess("--image " + FixturePath("images/jpeg/gray.jpg") + " --config " +
+                    FixturePath("configs/tiny-v5-saved.json") + " --out " + TempPath("c.f32"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json::parse(r.out)["shape"], json({1, 3, 56, 56}));  // vision_config.image_size 56
   EXPECT_EQ(std::filesystem::file_size(TempPath("c.f32")), 3u * 56 * 56 * 4);
@@ -70,14 +65,17 @@ TEST(PreprocessCliTest, Errors) {
   Result mixed = RunPreprocess("--size 8 --out /dev/null --frames " + png + " " +
                                FixturePath("images/png/rgb8_i.png"));
   EXPECT_EQ(mixed.exit_code, 1);
-  EXPECT_NE(mixed.out.find("frames[1] is 13x11 but frames[0] is 37x23"), std::string::npos) << mixed.out;
-  Result bad = RunPreprocess("--size 8 --out /dev/null --image " + FixturePath("images/bad/png_bad_crc.png"));
+  EXPECT_NE(mixed.out.find("frames[1] is 13x11 but frames[0] is 37x23"), std::string::npos)
+      << mixed.out;
+  Result bad = RunPreprocess("--size 8 --out /dev/null --image " +
+                             FixturePath("images/bad/png_bad_crc.png"));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.out.find("image (" + FixturePath("images/bad/png_bad_crc.png") + "): invalid PNG"),
-            std::string::npos) << bad.out;
-  EXPECT_EQ(RunPreprocess("--size 8 --out /dev/null").exit_code, 2);                   // no input
-  EXPECT_EQ(RunPreprocess("--image " + png + " --out /dev/null").exit_code, 2);         // no size
-  EXPECT_EQ(RunPreprocess("--image " + png + " --size 8").exit_code, 2);                // no --out
+            std::string::npos)
+      << bad.out;
+  EXPECT_EQ(RunPreprocess("--size 8 --out /dev/null").exit_code, 2);                     // no input
+  EXPECT_EQ(RunPreprocess("--image " + png + " --out /dev/null").exit_code, 2);          // no size
+  EXPECT_EQ(RunPreprocess("--image " + png + " --size 8").exit_code, 2);                 // no --out
   EXPECT_EQ(RunPreprocess("--size 8 --out /dev/null --frames a b c d e").exit_code, 2);  // 5 frames
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/support/run_command.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -18,10 +19,7 @@ namespace {
 using nlohmann::json;
 using vlmserve::testing::FixturePath;
 
-struct Result {
-  int exit_code;
-  std::string out;
-};
+using Result = vlmserve::testing::CommandResult;
 
 Result RunTokenize(const std::string& args, const std::string& input, bool merge_stderr = false) {
   const auto in_path = std::filesystem::temp_directory_path() /
@@ -29,13 +27,9 @@ Result RunTokenize(const std::string& args, const std::string& input, bool merge
   std::ofstream(in_path, std::ios::binary) << input;
   const std::string cmd = std::string(VLMSERVE_TOKENIZE_BIN) + " " + args + " < " +
                           in_path.string() + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-  const int status = pclose(p);
+  Result r = vlmserve::testing::RunCommand(cmd);
   std::filesystem::remove(in_path);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return r;
 }
 
 std::vector<json> TinyCases(size_t n) {
@@ -81,7 +75,8 @@ TEST(TokenizeCliTest, DecodesArrays) {
 TEST(TokenizeCliTest, BadInputNamesTheLine) {
   Result r = RunTokenize(kTok, "{\"text\": \"ok\"}\n{\"txt\": 1}\n", true);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("vlmserve-tokenize: line 2: expected {\"text\": \"...\"}"), std::string::npos)
+  EXPECT_NE(r.out.find("vlmserve-tokenize: line 2: expected {\"text\": \"...\"}"),
+            std::string::npos)
       << r.out;
   Result bad_json = RunTokenize(kTok, "{\"text\": \n", true);
   EXPECT_EQ(bad_json.exit_code, 1);

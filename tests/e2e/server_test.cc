@@ -20,6 +20,7 @@
 #include "model/model_dir.h"
 #include "tests/support/fake_runner.h"
 #include "tests/support/progressive_jpeg.h"
+#include "tests/support/run_command.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -110,11 +111,9 @@ TEST(ServerTest, StreamsDeltasThenAResultEqualToVlmserveGenerate) {
   const std::string cmd = std::string(VLMSERVE_GENERATE_BIN) + " --model " + dir + " --image " +
                           dir +
                           "/image0.png --prompt \"What do you see?\" --max-new-tokens 16 --json";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string json_out;
-  std::array<char, 4096> buf;
-  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) json_out.append(buf.data(), n);
-  ASSERT_EQ(pclose(p), 0) << json_out;
+  const testing::CommandResult gen = testing::RunCommand(cmd);
+  ASSERT_EQ(gen.exit_code, 0) << gen.out;
+  const std::string& json_out = gen.out;
   EXPECT_EQ(nlohmann::json::parse(json_out)["text"], out.result.text());
   EXPECT_EQ(nlohmann::json::parse(json_out)["prompt_tokens"], out.result.usage().prompt_tokens());
 }
