@@ -55,6 +55,21 @@ ServeEngine::ServeEngine(const ModelDir& model, std::unique_ptr<ModelRunner> run
               : model.config.text.max_position_embeddings),
       builder_(std::move(builder)) {}
 
+uint64_t ServeRequest::HeldBytes() const {
+  uint64_t n = prompt.size() + system_prompt.size();  // ids are ≤ 128 bytes: not counted
+  for (const FrameInput& f : frames) n += f.bytes.size();
+  if (grid) n += grid->bytes.size();
+  return n;
+}
+
+int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int concurrency,
+                     double fallback_ms) {
+  const double per_request = mean_service_ms > 0 ? mean_service_ms : fallback_ms;
+  const double ahead = static_cast<double>(queued) + (running ? 1 : 0);
+  const double ms = ahead * per_request / std::max(concurrency, 1);
+  return static_cast<int64_t>(std::clamp(ms, 10.0, 60000.0));
+}
+
 ServeEngine::~ServeEngine() { Stop(); }
 
 void ServeEngine::Start() {
@@ -66,16 +81,15 @@ void ServeEngine::Start() {
 }
 
 void ServeEngine::Stop() {
-  std::deque<Job> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!running_) return;
     stopping_ = true;
-    dropped.swap(queue_);
   }
   cv_.notify_all();
+  // The engine thread ends the running request at its next step and fails the queued ones itself
+  // (sinks are only ever called on the engine thread).
   if (thread_.joinable()) thread_.join();
-  for (Job& j : dropped) j.sink->OnError(UnavailableError("the server is shutting down"));
   std::lock_guard<std::mutex> lock(mu_);
   running_ = false;
 }
@@ -85,19 +99,52 @@ size_t ServeEngine::queued() const {
   return queue_.size();
 }
 
+EngineStats ServeEngine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats s = counters_;
+  s.queued = queue_.size();
+  s.queued_bytes = queued_bytes_;
+  s.running = busy_;
+  return s;
+}
+
+int64_t ServeEngine::SuggestRetryAfterMs() const {
+  const EngineStats s = stats();
+  return RetryAfterMs(s.queued, s.running, s.mean_service_ms);
+}
+
 Status ServeEngine::Submit(std::shared_ptr<const ServeRequest> request,
                            std::shared_ptr<ResponseSink> sink,
                            std::shared_ptr<std::atomic<bool>> cancelled) {
+  const uint64_t bytes = request->HeldBytes();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!running_ || stopping_) return UnavailableError("the engine is not running");
     if (queue_.size() >= options_.max_queue) {
+      ++counters_.rejected_full;
       return ResourceExhaustedError("the request queue is full (" +
                                     std::to_string(options_.max_queue) + " waiting); retry later");
     }
+    if (!queue_.empty() && queued_bytes_ + bytes > options_.max_queued_bytes) {
+      ++counters_.rejected_full;
+      return ResourceExhaustedError("queued requests hold " + std::to_string(queued_bytes_) +
+                                    " bytes; this one (" + std::to_string(bytes) +
+                                    " bytes) would pass the limit of " +
+                                    std::to_string(options_.max_queued_bytes) + "; retry later");
+    }
+    queued_bytes_ += bytes;
     queue_.push_back({std::move(request), std::move(sink), std::move(cancelled)});
   }
   cv_.notify_one();
+  return Status::Ok();
+}
+
+Status ServeEngine::CheckContinue(const ServeRequest& r, const std::atomic<bool>* cancelled) const {
+  if (stopping_.load()) return UnavailableError("the server is shutting down");
+  if (std::chrono::steady_clock::now() >= r.deadline) {
+    return {StatusCode::kDeadlineExceeded, "the request's deadline passed"};
+  }
+  if (cancelled && cancelled->load()) return {StatusCode::kCancelled, "cancelled by the client"};
   return Status::Ok();
 }
 
@@ -107,12 +154,28 @@ void ServeEngine::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
+      if (stopping_) break;
       job = std::move(queue_.front());
       queue_.pop_front();
+      queued_bytes_ -= job.request->HeldBytes();
+      busy_ = true;
     }
-    if (job.cancelled && job.cancelled->load()) {
-      job.sink->OnError({StatusCode::kCancelled, "cancelled before it started"});
+    const auto started = std::chrono::steady_clock::now();
+    // A request that can no longer be useful never starts (reliability.md G5).
+    if (Status why = CheckContinue(*job.request, job.cancelled.get()); !why.ok()) {
+      const int64_t waited_ms = MicrosSince(job.request->received) / 1000;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (why.code() == StatusCode::kDeadlineExceeded) {
+        ++counters_.expired_in_queue;
+        why = Status(why.code(), "the deadline passed while the request waited in the queue (" +
+                                     std::to_string(waited_ms) + " ms); it was not started");
+      } else if (why.code() == StatusCode::kCancelled) {
+        ++counters_.cancelled_in_queue;
+        why = Status(why.code(), "cancelled before it started");
+      }
+      ++counters_.completed;
+      busy_ = false;
+      job.sink->OnError(why);
       continue;
     }
     // An exception here is a bug (or an allocation failure); it ends this request with INTERNAL
@@ -128,7 +191,25 @@ void ServeEngine::Loop() {
     } catch (...) {
       job.sink->OnError(InternalError("unknown exception in the engine"));
     }
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count();
+    std::lock_guard<std::mutex> lock(mu_);
+    // An exponential moving average over roughly the last 8 requests: recent enough to follow a
+    // change of load, smooth enough that one long request does not swing the retry hint.
+    counters_.mean_service_ms =
+        counters_.mean_service_ms == 0 ? ms : 0.875 * counters_.mean_service_ms + 0.125 * ms;
+    ++counters_.completed;
+    busy_ = false;
   }
+  // Stopping: the queued requests end here, on the engine thread, like every other sink call.
+  std::deque<Job> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dropped.swap(queue_);
+    queued_bytes_ = 0;
+  }
+  for (Job& j : dropped) j.sink->OnError(UnavailableError("the server is shutting down"));
 }
 
 StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request) {
@@ -191,6 +272,7 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
 
   // 3. Vision, prefill, decode.
   RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, cfg.text.vocab_size));
+  RETURN_IF_ERROR(CheckContinue(r, cancelled));
   auto t = std::chrono::steady_clock::now();
   std::vector<float> soft;
   if (!prompt.images.empty()) {
@@ -198,6 +280,7 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
                      runner_->EncodeImages(pixels, static_cast<int64_t>(prompt.images.size())));
   }
   out.timings.vision_us = MicrosSince(t);
+  RETURN_IF_ERROR(CheckContinue(r, cancelled));
   t = std::chrono::steady_clock::now();
   const SequenceId seq = next_sequence_++;
   PrefillRequest pre{seq, prompt.ids, prompt.token_type_ids, soft, false};
@@ -210,8 +293,10 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   DecodeStream stream(*model_.tokenizer, /*skip_special_tokens=*/false);
   const std::vector<int32_t>& stops = model_.generation.stop_ids;
   for (int32_t step = 0; step < r.max_new_tokens; ++step) {
-    if (cancelled && cancelled->load())
-      return Status(StatusCode::kCancelled, "cancelled by the client");
+    if (Status why = CheckContinue(r, cancelled); !why.ok()) {
+      return Status(why.code(), why.message() + " after " + std::to_string(step) + " of at most " +
+                                    std::to_string(r.max_new_tokens) + " tokens");
+    }
     const int32_t token = sampler.Sample(logits[0]);
     if (step == 0) out.timings.first_token_us = MicrosSince(r.received);
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
@@ -222,6 +307,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
     std::string delta = stream.Step(token);
     out.text += delta;
     if (sink) sink->OnDelta({token}, std::move(delta));
+    if (options_.test_token_delay.count() > 0)
+      std::this_thread::sleep_for(options_.test_token_delay);
     if (step + 1 == r.max_new_tokens) break;
     const std::pair<SequenceId, int32_t> next{seq, token};
     ASSIGN_OR_RETURN(logits,

@@ -1,14 +1,13 @@
 // ServeEngine: the serving loop between the transport (server/) and the model (a ModelRunner).
 //
 // Threading contract (see engine/README.md): Submit() may be called from any thread (gRPC
-// reactors); it only validates the queue's capacity and enqueues. One engine thread owns the
-// runner and does all model work, one request after another for now: decode frames → grid →
-// preprocess → prompt → vision → prefill → decode, streaming deltas to the request's sink. A
-// request's sink gets zero or more OnDelta calls and then exactly one OnResult or OnError, all from
-// the engine thread. Cancellation is a flag the engine checks before starting a request and
-// between decode steps; a cancelled request ends with OnError(CANCELLED).
-// Scheduling (batching, admission by KV budget, deadlines, drain) comes later; this interface is
-// meant to stay.
+// reactors); it only checks the queue's capacity (requests and bytes) and enqueues. One engine
+// thread owns the runner and does all model work, one request after another for now: decode
+// frames → grid → preprocess → prompt → vision → prefill → decode, streaming deltas to the
+// request's sink. A request's sink gets zero or more OnDelta calls and then exactly one OnResult or
+// OnError, all from the engine thread. Before a request starts and between its steps the engine
+// checks, in this order: Stop() (UNAVAILABLE), the request's deadline (DEADLINE_EXCEEDED), its
+// cancellation flag (CANCELLED). Batching and admission by KV budget come with the scheduler.
 #pragma once
 
 #include <atomic>
@@ -49,6 +48,11 @@ struct ServeRequest {
   SamplingParams sampling;
   bool pan_and_scan = false;
   std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
+  // The caller's deadline (gRPC's, converted); max() = none.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+
+  // Bytes this request holds while it waits (images and texts): what admission by bytes counts.
+  uint64_t HeldBytes() const;
 };
 
 struct ServeTimings {  // microseconds
@@ -78,9 +82,33 @@ struct EngineOptions {
   ImageLimits image_limits;
   PromptLimits prompt_limits;
   size_t max_queue = 64;  // queued requests beyond the one running; more is RESOURCE_EXHAUSTED
+  // Bytes (images + texts) that queued requests may hold together; a request that would pass it
+  // is RESOURCE_EXHAUSTED, except into an empty queue (so any single request can run).
+  uint64_t max_queued_bytes = 256u << 20;
   int64_t max_context_tokens =
       0;  // prompt + max_new_tokens; 0 = the model's max_position_embeddings
+  // Test hook (reliability.md "delay hooks"): sleep this long after each generated token, so
+  // tests can hold a request in flight. Zero in production.
+  std::chrono::milliseconds test_token_delay{0};
 };
+
+// What the engine is doing, for logs, retry hints and tests. A snapshot, taken under the lock.
+struct EngineStats {
+  size_t queued = 0;
+  uint64_t queued_bytes = 0;
+  bool running = false;           // a request is being worked on
+  uint64_t completed = 0;         // requests that ended, however
+  uint64_t expired_in_queue = 0;  // deadline passed before they started (they never started)
+  uint64_t cancelled_in_queue = 0;
+  uint64_t rejected_full = 0;  // RESOURCE_EXHAUSTED at Submit
+  double mean_service_ms = 0;  // moving average of a started request's time on the engine
+};
+
+// How long a refused client should wait before retrying: the work ahead of it (queued + running
+// requests) divided by the engine's concurrency, at the recent service time; a first guess of
+// `fallback_ms` per request before any has finished. Clamped to [10 ms, 60 s]. Pure, for tests.
+int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int concurrency = 1,
+                     double fallback_ms = 100);
 
 class ServeEngine {
  public:
@@ -99,9 +127,14 @@ class ServeEngine {
   // Queues a request. RESOURCE_EXHAUSTED (with the queue size) when full, UNAVAILABLE when stopped.
   Status Submit(std::shared_ptr<const ServeRequest> request, std::shared_ptr<ResponseSink> sink,
                 std::shared_ptr<std::atomic<bool>> cancelled);
+  // Ends the running request at its next step boundary and every queued one, each with
+  // OnError(UNAVAILABLE) on the engine thread, then joins it. Idempotent.
   void Stop();
 
   size_t queued() const;
+  EngineStats stats() const;
+  // The retry hint for a request refused now (see RetryAfterMs).
+  int64_t SuggestRetryAfterMs() const;
   const ModelDir& model() const { return model_; }
   int64_t max_context_tokens() const { return max_context_; }
 
@@ -117,6 +150,8 @@ class ServeEngine {
   // The whole pipeline for one request; deltas go to `sink` when given.
   StatusOr<ServeResult> Run(const ServeRequest& r, ResponseSink* sink,
                             const std::atomic<bool>* cancelled);
+  // OK, or why the request must end now (stop, deadline, cancel — in that order).
+  Status CheckContinue(const ServeRequest& r, const std::atomic<bool>* cancelled) const;
 
   const ModelDir& model_;
   std::unique_ptr<ModelRunner> runner_;
@@ -127,8 +162,12 @@ class ServeEngine {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
-  bool running_ = false, stopping_ = false;
+  std::deque<Job> queue_;              // guarded by mu_
+  uint64_t queued_bytes_ = 0;          // guarded by mu_
+  bool running_ = false;               // guarded by mu_: the thread exists
+  bool busy_ = false;                  // guarded by mu_: a request is being worked on
+  EngineStats counters_;               // guarded by mu_ (queued/running filled on read)
+  std::atomic<bool> stopping_{false};  // read between steps without the lock
   std::thread thread_;
 };
 

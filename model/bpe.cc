@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <queue>
 
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace vlmserve {
 

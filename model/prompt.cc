@@ -1,7 +1,7 @@
 // Gemma 3 prompt rendering and tokenization (see prompt.h).
 #include "model/prompt.h"
 
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace vlmserve {
 namespace {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/json_util.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace vlmserve {
 namespace {

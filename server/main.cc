@@ -3,13 +3,17 @@
 //
 // Start-up: parse flags → log every setting → bind (health NOT_SERVING) → load the model → one
 // warm-up inference → SERVING. SIGINT/SIGTERM: NOT_SERVING, no new calls, running streams get
-// --drain-timeout seconds, then exit 0. A model that does not load or warm up exits 1 with the
-// reason; bad flags exit 2.
+// --drain-timeout seconds, then exit 0; a second signal during the drain cancels them at once
+// (exit 0 within a second). A model that does not load or warm up exits 1 with the reason; bad
+// flags exit 2.
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <csignal>
+#include <ctime>
+#include <thread>
 
 #include "server/options.h"
 #include "server/server.h"
@@ -19,7 +23,9 @@ namespace {
 
 int Run(int argc, char** argv) {
   ServerOptions o;
-  double drain_s = 30;
+  double drain_s = 8, write_timeout_s = 20, keepalive_s = 60, keepalive_timeout_s = 20;
+  double min_ping_s = 10, idle_s = 300, age_s = 1800, age_grace_s = 60;
+  int test_token_delay_ms = 0;
   CLI::App app{
       "vlmserve: a gRPC inference server for Gemma 3 vision-language models. Clients send "
       "1-4 game frames (composed into a 2x2 grid) or an image, and an instruction, to "
@@ -69,8 +75,55 @@ int Run(int argc, char** argv) {
                  "Requests waiting beyond the running one; more get "
                  "RESOURCE_EXHAUSTED")
       ->default_val(64);
-  app.add_option("--drain-timeout", drain_s, "Seconds running streams get at shutdown")
-      ->default_val(30);
+  app.add_option("--max-queued-bytes", o.max_queued_bytes,
+                 "Bytes (images + texts) queued requests may hold together; a request that would "
+                 "pass it gets RESOURCE_EXHAUSTED (a request into an empty queue is always taken)")
+      ->default_val(256u << 20);
+  app.add_option("--drain-timeout", drain_s,
+                 "Seconds running streams get after SIGTERM/SIGINT; a second signal stops at "
+                 "once. Keep it below the orchestrator's grace period (Docker: 10 s, Kubernetes: "
+                 "terminationGracePeriodSeconds, 30 s by default)")
+      ->default_val(8)
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--stream-write-timeout", write_timeout_s,
+                 "Seconds a response write may wait for a client that does not read; then the "
+                 "call is cut and its state freed (0 = never)")
+      ->default_val(20)
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--max-streams-per-connection", o.max_streams_per_connection,
+                 "Concurrent calls on one HTTP/2 connection (more wait in the client)")
+      ->default_val(128)
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--keepalive-time", keepalive_s,
+                 "Seconds between the server's pings on a quiet connection")
+      ->default_val(60)
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_option("--keepalive-timeout", keepalive_timeout_s,
+                 "Seconds to wait for a ping's answer before dropping the connection")
+      ->default_val(20)
+      ->check(CLI::Range(1.0, 3600.0));
+  app.add_option("--min-client-ping-interval", min_ping_s,
+                 "Clients may ping this often (seconds); more often gets the connection closed")
+      ->default_val(10)
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--max-connection-idle", idle_s,
+                 "Seconds without a call before a connection is closed (0 = never)")
+      ->default_val(300)
+      ->check(CLI::Range(0.0, 864000.0));
+  app.add_option("--max-connection-age", age_s,
+                 "Seconds before a connection is asked to reconnect (GOAWAY; spreads clients "
+                 "over replicas and bounds what a half-sent request can hold; 0 = never)")
+      ->default_val(1800)
+      ->check(CLI::Range(0.0, 864000.0));
+  app.add_option("--max-connection-age-grace", age_grace_s,
+                 "Seconds calls in flight get after that GOAWAY")
+      ->default_val(60)
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--test-token-delay-ms", test_token_delay_ms,
+                 "TEST HOOK: sleep this long after each generated token (never in production)")
+      ->default_val(0)
+      ->check(CLI::Range(0, 60000))
+      ->group("");  // hidden from --help
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -81,6 +134,18 @@ int Run(int argc, char** argv) {
                  "vlmserve: --default-max-new-tokens must be between 1 and --max-new-tokens-cap\n");
     return 2;
   }
+  auto ms = [](double seconds) {
+    return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  };
+  o.drain_timeout = ms(drain_s);
+  o.stream_write_timeout = ms(write_timeout_s);
+  o.keepalive_time = ms(keepalive_s);
+  o.keepalive_timeout = ms(keepalive_timeout_s);
+  o.min_client_ping_interval = ms(min_ping_s);
+  o.max_connection_idle = ms(idle_s);
+  o.max_connection_age = ms(age_s);
+  o.max_connection_age_grace = ms(age_grace_s);
+  o.test_token_delay = std::chrono::milliseconds(test_token_delay_ms);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::info("{} starting: {}", ServerVersion(), DescribeOptions(o));
 
@@ -104,9 +169,23 @@ int Run(int argc, char** argv) {
   }
   int sig = 0;
   sigwait(&signals, &sig);
-  spdlog::info("{} received: draining for up to {:.0f} s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-               drain_s);
-  (*server)->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(drain_s * 1000)));
+  spdlog::info("{} received: draining for up to {} ms (send it again to stop now)",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout.count());
+  // The drain runs on its own thread so that this one can take a second signal meanwhile.
+  std::atomic<bool> drained{false};
+  std::thread drain([&] {
+    (*server)->Shutdown(o.drain_timeout);
+    drained = true;
+  });
+  while (!drained) {
+    const timespec poll{0, 50 * 1000 * 1000};  // 50 ms
+    if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+      spdlog::warn("second signal: cancelling the running calls now");
+      (*server)->StopNow();
+      break;
+    }
+  }
+  drain.join();
   return 0;
 }
 

@@ -17,7 +17,21 @@ std::string DescribeOptions(const ServerOptions& o) {
     << (o.max_context_tokens ? std::to_string(o.max_context_tokens) : "model")
     << " max_image_side=" << o.image.max_side << " max_image_pixels=" << o.image.max_pixels
     << " max_image_bytes=" << o.image.max_encoded_bytes
-    << " max_jpeg_scans=" << o.image.max_jpeg_scans << " max_queue=" << o.max_queue;
+    << " max_jpeg_scans=" << o.image.max_jpeg_scans << " max_queue=" << o.max_queue
+    << " max_queued_bytes=" << o.max_queued_bytes
+    << " stream_write_timeout_ms=" << o.stream_write_timeout.count()
+    << " max_streams_per_connection=" << o.max_streams_per_connection
+    << " keepalive_time_ms=" << o.keepalive_time.count()
+    << " keepalive_timeout_ms=" << o.keepalive_timeout.count()
+    << " min_client_ping_interval_ms=" << o.min_client_ping_interval.count()
+    << " max_connection_idle_ms=" << o.max_connection_idle.count()
+    << " max_connection_age_ms=" << o.max_connection_age.count()
+    << " max_connection_age_grace_ms=" << o.max_connection_age_grace.count()
+    << " drain_timeout_ms=" << o.drain_timeout.count();
+  if (o.test_token_delay.count() > 0) {
+    s << " TEST_TOKEN_DELAY_MS=" << o.test_token_delay.count()
+      << " (test hook: not for production)";
+  }
   return s.str();
 }
 

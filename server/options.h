@@ -3,6 +3,7 @@
 // produces RESOURCE_EXHAUSTED (reliability.md rules 3 and the codes table).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -32,6 +33,25 @@ struct ServerOptions {
 
   // Capacity.
   size_t max_queue = 64;
+  uint64_t max_queued_bytes = 256u << 20;  // images + texts of queued requests, together
+
+  // Connections and streams (reliability.md G14): a client that stops reading, a dead peer or a
+  // half-sent request must not hold the server's memory for ever.
+  std::chrono::milliseconds stream_write_timeout{20000};  // a write the client does not take
+  uint32_t max_streams_per_connection = 128;              // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+  std::chrono::milliseconds keepalive_time{60000};        // ping a quiet connection this often
+  std::chrono::milliseconds keepalive_timeout{20000};     // and drop it if the ping is not answered
+  std::chrono::milliseconds min_client_ping_interval{10000};  // clients may ping this often
+  std::chrono::milliseconds max_connection_idle{300000};      // no call for this long: GOAWAY
+  std::chrono::milliseconds max_connection_age{1800000};      // then GOAWAY; 0 = never
+  std::chrono::milliseconds max_connection_age_grace{60000};  // for calls in flight at GOAWAY
+
+  // Shutdown: running streams get this long after the first SIGTERM/SIGINT; a second one stops
+  // at once. Below Docker's default 10 s stop timeout (see docs/operations.md).
+  std::chrono::milliseconds drain_timeout{8000};
+
+  // Test hook: the engine sleeps this long after each token (0 in production).
+  std::chrono::milliseconds test_token_delay{0};
 };
 
 // One line per setting, for the start-up log.

@@ -1,6 +1,7 @@
 // Server lifecycle (see server.h).
 #include "server/server.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/text_safety.h"
 #include "model/cpu_runner.h"
 #include "model/model_dir.h"
 #include "model/model_stats.h"
@@ -18,6 +20,19 @@ namespace vlmserve {
 namespace {
 
 constexpr char kServiceName[] = "vlmserve.v1.VlmService";
+
+// protobuf's own log lines (e.g. a parse problem) go to our log at debug level: requests are parsed
+// by server/request_parse.h, which reports problems itself, and must not flood the log.
+void RouteProtobufLogs() {
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+        if (level >= google::protobuf::LOGLEVEL_FATAL) {
+          spdlog::critical("protobuf {}:{}: {}", file, line, message);
+        } else {
+          spdlog::debug("protobuf {}:{}: {}", file, line, EscapeForLog(message, 512));
+        }
+      });
+}
 
 void SetHealth(grpc::Server* server, bool serving) {
   if (auto* health = server->GetHealthCheckService()) {
@@ -44,6 +59,7 @@ StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& optio
   std::unique_ptr<VlmServer> s(new VlmServer());
   s->options_ = options;
   s->service_ = std::make_unique<VlmService>(options);
+  RouteProtobufLogs();
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -51,6 +67,32 @@ StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& optio
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<uint64_t>(options.max_message_bytes, INT_MAX)));
+  // Compressed requests are refused: gRPC inflates a message whole before any size limit applies,
+  // so 1 MiB of gzip could become 1 GiB in memory. Clients get UNIMPLEMENTED naming the algorithm
+  // (and never try, as these algorithms are not advertised in grpc-accept-encoding).
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
+  // Streams and connections (reliability.md G14): bounded streams per connection, dead peers
+  // found by keepalive pings, idle and old connections closed with GOAWAY (clients reconnect).
+  auto ms = [](std::chrono::milliseconds d) {
+    return static_cast<int>(std::min<int64_t>(d.count(), INT_MAX));
+  };
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(options.max_streams_per_connection));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(options.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ms(options.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  if (options.max_connection_idle.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(options.max_connection_idle));
+  }
+  if (options.max_connection_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(options.max_connection_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               ms(options.max_connection_age_grace));
+  }
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
@@ -98,7 +140,9 @@ Status VlmServer::Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRu
   eo.image_limits = options_.image;
   eo.prompt_limits.max_text_bytes = options_.max_prompt_bytes + options_.max_system_prompt_bytes;
   eo.max_queue = options_.max_queue;
+  eo.max_queued_bytes = options_.max_queued_bytes;
   eo.max_context_tokens = options_.max_context_tokens;
+  eo.test_token_delay = options_.test_token_delay;
   ASSIGN_OR_RETURN(serving->engine, ServeEngine::Create(*model, std::move(runner), eo));
 
   // Warm-up: one real request through the whole path before anyone is told we are SERVING.
@@ -132,10 +176,17 @@ Status VlmServer::Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRu
   info.set_max_frames(options_.max_frames);
   info.set_device(device);
   info.set_server_version(ServerVersion());
-  info.set_model_path(model->path);
+  // The directory's name only: its location on the server's disk is nobody else's business (the
+  // start-up log says where it was loaded from).
+  info.set_model_path(std::filesystem::path(model->path).lexically_normal().filename().string());
+  if (info.model_path().empty()) {  // "dir/" has an empty filename after normalisation
+    info.set_model_path(
+        std::filesystem::path(model->path).lexically_normal().parent_path().filename().string());
+  }
   serving->facts = {c.has_vision, c.text.vocab_size};
   serving->model = std::move(model);
   serving->engine->Start();
+  serving_ = serving;
   service_->SetModel(std::move(serving));
   SetHealth(server_.get(), true);
   spdlog::info("SERVING on port {}", port_);
@@ -143,16 +194,33 @@ Status VlmServer::Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRu
 }
 
 void VlmServer::Shutdown(std::chrono::milliseconds grace) {
-  if (shut_down_) return;
-  shut_down_ = true;
+  if (shut_down_.exchange(true)) return;
+  const auto t0 = std::chrono::steady_clock::now();
   if (server_) SetHealth(server_.get(), false);
   std::shared_ptr<ServingModel> model = service_ ? service_->TakeModel() : nullptr;
   if (server_) {
-    server_->Shutdown(std::chrono::system_clock::now() + grace);  // running streams get `grace`
+    // Running streams get `grace` (new calls are UNAVAILABLE meanwhile); StopNow() ends the wait.
+    if (service_->live_calls() > 0 && grace.count() > 0) {
+      spdlog::info("draining {} call(s) for up to {} ms", service_->live_calls(), grace.count());
+      if (!service_->WaitForNoCalls(t0 + grace)) {
+        spdlog::warn("{} call(s) still running: cancelling them", service_->live_calls());
+      }
+    }
+    server_->Shutdown(std::chrono::system_clock::now());  // cancels whatever is left
     server_->Wait();
   }
   if (model && model->engine) model->engine->Stop();
-  spdlog::info("server stopped");
+  serving_.reset();
+  if (service_)
+    spdlog::info("predict calls: {} ({})", service_->counters().calls.load(),
+                 service_->counters().Summary());
+  spdlog::info(
+      "server stopped in {:.0f} ms",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void VlmServer::StopNow() {
+  if (service_) service_->Interrupt();
 }
 
 }  // namespace vlmserve

@@ -2,12 +2,14 @@
 // NOT_SERVING, Predict UNAVAILABLE "loading" — so orchestration sees a live process while the
 // model loads; LoadModel() (or Serve() with a given runner) loads, warms up with one real
 // inference, starts the engine and only then turns health to SERVING. Shutdown() turns health to
-// NOT_SERVING, refuses new calls, lets running streams finish for up to `grace`, cancels the rest,
-// and stops the engine.
+// NOT_SERVING, refuses new calls, lets running streams finish for up to `grace` (or until
+// StopNow() is called from another thread: a second signal), cancels the rest, and stops the
+// engine.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -32,15 +34,23 @@ class VlmServer {
   Status Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner,
                const std::string& device);
 
-  void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(30));
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(8));
+  // Cuts a Shutdown() that is draining short: the remaining calls are cancelled now. Any thread.
+  void StopNow();
+
+  // For tests and logs.
+  const VlmService& service() const { return *service_; }
+  // The engine, while a model is served (null before and after).
+  std::shared_ptr<ServingModel> serving() const { return serving_; }
 
  private:
   VlmServer() = default;
   ServerOptions options_;
   std::unique_ptr<VlmService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<ServingModel> serving_;
   int port_ = 0;
-  bool shut_down_ = false;
+  std::atomic<bool> shut_down_{false};
 };
 
 // <directory of the running executable>/../share/vlmserve/models/builtin, or "" if unknown.

@@ -1,4 +1,4 @@
-// The Predict reactor and GetModelInfo (see service.h).
+// The Predict reactor, GetModelInfo and the write watchdog (see service.h).
 #include "server/service.h"
 
 #include <spdlog/spdlog.h>
@@ -7,11 +7,21 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <vector>
 
+#include "common/text_safety.h"
+#include "server/request_parse.h"
 #include "server/status_map.h"
 
 namespace vlmserve {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
 
 // The generated text parsed as an action when it is a JSON object of strings (best effort: the
 // action grammar that guarantees it comes later).
@@ -44,56 +54,61 @@ std::string TimingsString(const ServeTimings& t) {
   return buf;
 }
 
-// Printable, bounded text for log lines (ids come from clients).
-std::string ForLog(const std::string& s) {
-  std::string out;
-  for (char c : s.substr(0, 128)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return out;
+// gRPC's deadline (system clock; max() when none) on the engine's steady clock.
+Clock::time_point SteadyDeadline(std::chrono::system_clock::time_point deadline) {
+  if (deadline == std::chrono::system_clock::time_point::max()) return Clock::time_point::max();
+  const auto left = deadline - std::chrono::system_clock::now();
+  if (left > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
 }
 
 }  // namespace
 
-// One Predict call. Lives until OnDone; the engine talks to it only through `Channel`, which
-// outlives it and drops events once the call has finished.
-class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
+std::string ServiceCounters::Summary() const {
+  std::string s;
+  for (int c = 0; c < kCodes; ++c) {
+    if (const uint64_t n = ended[c].load(); n > 0) {
+      if (!s.empty()) s += ' ';
+      s += std::string(GrpcCodeName(static_cast<grpc::StatusCode>(c))) + "=" + std::to_string(n);
+    }
+  }
+  return s.empty() ? "none" : s;
+}
+
+class PredictReactor;
+
+// Shared by the reactor, the engine (which holds it as the request's sink, possibly beyond the
+// reactor's life) and the watchdog. Once the reactor is done, `reactor` is null and events drop.
+struct VlmService::CallState : public ResponseSink {
+  std::recursive_mutex mu;  // recursive: a reaction may run inline inside StartWrite or TryCancel
+  PredictReactor* reactor = nullptr;
+  std::atomic<int64_t> write_since_ns{0};  // when the outstanding write started; 0 = none
+
+  void OnDelta(std::vector<int32_t> ids, std::string text) override;
+  void OnResult(ServeResult result) override;
+  void OnError(Status status) override;
+  void CancelForWriteTimeout(std::chrono::milliseconds timeout);
+};
+
+// One Predict call. Lives until OnDone; everything else reaches it through its CallState.
+class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  struct Channel : public ResponseSink {
-    std::recursive_mutex mu;  // recursive: a reaction could in principle run inline in StartWrite
-    PredictReactor* reactor = nullptr;  // null once finished
-    void OnDelta(std::vector<int32_t> ids, std::string text) override {
-      std::lock_guard<std::recursive_mutex> lock(mu);
-      if (!reactor) return;
-      reactor->pending_ids_.insert(reactor->pending_ids_.end(), ids.begin(), ids.end());
-      reactor->pending_text_ += text;
-      reactor->MaybeWriteLocked();
-    }
-    void OnResult(ServeResult result) override {
-      std::lock_guard<std::recursive_mutex> lock(mu);
-      if (!reactor) return;
-      reactor->result_ = std::move(result);
-      reactor->MaybeWriteLocked();
-    }
-    void OnError(Status status) override {
-      std::lock_guard<std::recursive_mutex> lock(mu);
-      if (!reactor) return;
-      reactor->error_ = std::move(status);
-      reactor->MaybeWriteLocked();
-    }
-  };
+  using CallState = VlmService::CallState;
 
   PredictReactor(VlmService* service, grpc::CallbackServerContext* context,
-                 const v1::PredictRequest* request)
+                 const grpc::ByteBuffer* request)
       : service_(service),
         context_(context),
-        channel_(std::make_shared<Channel>()),
+        state_(std::make_shared<CallState>()),
         cancelled_(std::make_shared<std::atomic<bool>>(false)),
-        start_(std::chrono::steady_clock::now()) {
-    channel_->reactor = this;
-    request_id_ = request->request_id().empty() ? service->NextRequestId() : request->request_id();
-    session_id_ = request->session_id();
+        start_(Clock::now()),
+        request_id_(service->NextRequestId()) {  // until the client's own id is validated
+    ++service->counters_.calls;
+    state_->reactor = this;
+    service->Register(state_);
     grpc::Status unavailable;
     std::shared_ptr<ServingModel> model = service->Current(&unavailable);
-    std::lock_guard<std::recursive_mutex> lock(channel_->mu);
+    std::lock_guard<std::recursive_mutex> lock(state_->mu);
     if (!model) {
       FinishLocked(unavailable);
       return;
@@ -101,7 +116,7 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
     // Exceptions never leave a reactor: one here (a bug, or an allocation failure) is INTERNAL
     // with the request id, and the server goes on.
     try {
-      Start(*request, std::move(model));
+      Start(request, std::move(model));
     } catch (const std::exception& e) {
       FinishLocked(ToGrpcStatus(InternalError(std::string("exception: ") + e.what()), request_id_));
     } catch (...) {
@@ -109,20 +124,36 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
     }
   }
 
-  // Validate, convert, submit to the engine; or finish with the reason. Called with the lock held.
-  void Start(const v1::PredictRequest& request, std::shared_ptr<ServingModel> model) {
-    auto native = ValidatePredictRequest(request, service_->options(), model->facts, request_id_);
+  // Parse, validate, convert, submit to the engine; or finish with the reason. Lock held.
+  void Start(const grpc::ByteBuffer* request, std::shared_ptr<ServingModel> model) {
+    v1::PredictRequest parsed;
+    const Status parse = ParseRequest(*request, &parsed);
+    // The bytes now live in `parsed` (and move on into the engine's request): drop gRPC's copy
+    // now rather than when the call ends, so a queued request is held once, not twice.
+    const_cast<grpc::ByteBuffer*>(request)->Clear();
+    if (!parse.ok()) {
+      ++service_->counters_.unparseable;
+      FinishLocked(ToGrpcStatus(parse, request_id_));
+      return;
+    }
+    client_ids_ = "client_request_id=" + EscapeForLog(parsed.request_id(), 64) +
+                  " client_session_id=" + EscapeForLog(parsed.session_id(), 64);
+    auto native = ValidatePredictRequest(parsed, service_->options(), model->facts, request_id_);
     if (!native.ok()) {
       FinishLocked(ToGrpcStatus(native.status(), request_id_));
       return;
     }
+    client_ids_.clear();  // valid: the ids below are the client's own
     request_id_ = native->request_id;
+    session_id_ = native->session_id;
     native->received = start_;
+    native->deadline = SteadyDeadline(context_->deadline());
     Status submitted = model->engine->Submit(
-        std::make_shared<ServeRequest>(std::move(native).value()), channel_, cancelled_);
+        std::make_shared<ServeRequest>(std::move(native).value()), state_, cancelled_);
     if (!submitted.ok()) {
       if (submitted.code() == StatusCode::kResourceExhausted) {
-        context_->AddTrailingMetadata("retry-after-ms", "100");
+        context_->AddTrailingMetadata("retry-after-ms",
+                                      std::to_string(model->engine->SuggestRetryAfterMs()));
       }
       FinishLocked(ToGrpcStatus(submitted, request_id_));
       return;
@@ -131,11 +162,14 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::recursive_mutex> lock(channel_->mu);
+    std::lock_guard<std::recursive_mutex> lock(state_->mu);
     writing_ = false;
-    if (!ok) {  // the client is gone
+    state_->write_since_ns = 0;
+    if (!ok) {  // the client is gone, or the call was cancelled while the write waited
       cancelled_->store(true);
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      FinishLocked(cancel_reason_
+                       ? *cancel_reason_
+                       : grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
     }
     MaybeWriteLocked();
@@ -143,36 +177,79 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
 
   void OnCancel() override {
     cancelled_->store(true);
-    std::lock_guard<std::recursive_mutex> lock(channel_->mu);
-    if (!writing_)
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+    std::lock_guard<std::recursive_mutex> lock(state_->mu);
+    if (!cancel_reason_) cancel_reason_ = CancelReason();
+    if (!writing_) FinishLocked(*cancel_reason_);
   }
 
   void OnDone() override {
     {
-      std::lock_guard<std::recursive_mutex> lock(channel_->mu);
-      channel_->reactor = nullptr;
+      std::lock_guard<std::recursive_mutex> lock(state_->mu);
+      state_->reactor = nullptr;
+      state_->write_since_ns = 0;
     }
+    service_->Unregister(state_.get());
     delete this;
   }
 
+  // Called by the watchdog (state lock held): the client has not taken a write for `timeout`.
+  void WriteTimedOut(std::chrono::milliseconds timeout) {
+    if ((finished_ && !writing_) || write_timed_out_) return;  // once per call
+    write_timed_out_ = true;
+    ++service_->counters_.write_timeouts;
+    cancel_reason_ = grpc::Status(grpc::StatusCode::CANCELLED,
+                                  "the client read nothing for " + std::to_string(timeout.count()) +
+                                      " ms (--stream-write-timeout); the call was cut");
+    cancelled_->store(true);
+    context_->TryCancel();
+  }
+
+  // Engine events (state lock held).
+  void AddDelta(std::vector<int32_t> ids, std::string text) {
+    pending_ids_.insert(pending_ids_.end(), ids.begin(), ids.end());
+    pending_text_ += text;
+    MaybeWriteLocked();
+  }
+  void SetResult(ServeResult result) {
+    result_ = std::move(result);
+    MaybeWriteLocked();
+  }
+  void SetError(Status status) {
+    error_ = std::move(status);
+    MaybeWriteLocked();
+  }
+
  private:
+  // Why the call was cancelled: the deadline, or the client.
+  grpc::Status CancelReason() const {
+    if (context_->deadline() <= std::chrono::system_clock::now()) {
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, "the call's deadline passed"};
+    }
+    return {grpc::StatusCode::CANCELLED, "cancelled by the client"};
+  }
+
+  void Write(v1::PredictResponse& message) {
+    current_ = SerializeResponse(message);
+    writing_ = true;
+    state_->write_since_ns = NowNs();
+  }
+
   void MaybeWriteLocked() {
     if (finished_ || writing_) return;
     if (!pending_ids_.empty() || !pending_text_.empty()) {
-      current_.Clear();
-      v1::TokenDelta* d = current_.mutable_delta();
+      v1::PredictResponse message;
+      v1::TokenDelta* d = message.mutable_delta();
       for (int32_t id : pending_ids_) d->add_token_ids(static_cast<uint32_t>(id));
       d->set_text(std::move(pending_text_));
       pending_ids_.clear();
       pending_text_.clear();
-      writing_ = true;
+      Write(message);
       StartWrite(&current_);
       return;
     }
     if (result_) {
-      current_.Clear();
-      v1::PredictResult* r = current_.mutable_result();
+      v1::PredictResponse message;
+      v1::PredictResult* r = message.mutable_result();
       r->set_text(result_->text);
       FillAction(result_->text, r->mutable_action());
       r->set_finish_reason(result_->finish == FinishReason::kStop ? v1::FINISH_REASON_STOP
@@ -192,7 +269,8 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
       context_->AddTrailingMetadata("vlmserve-timings-us", TimingsString(t));
       context_->AddTrailingMetadata("vlmserve-request-id", request_id_);
       finished_ = true;
-      Log(grpc::Status::OK);
+      Ended(grpc::Status::OK);
+      Write(message);
       StartWriteAndFinish(&current_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
@@ -202,45 +280,137 @@ class PredictReactor : public grpc::ServerWriteReactor<v1::PredictResponse> {
   void FinishLocked(const grpc::Status& status) {
     if (finished_) return;
     finished_ = true;
+    // Only a validated or server-made id ever reaches metadata (gRPC aborts on bad header bytes).
     context_->AddTrailingMetadata("vlmserve-request-id", request_id_);
-    Log(status);
+    Ended(status);
     Finish(status);
   }
 
-  void Log(const grpc::Status& status) {
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
-            .count();
+  // Counts the outcome and writes the request's one log line.
+  void Ended(const grpc::Status& status) {
+    ++service_->counters_.ended[static_cast<int>(status.error_code()) % ServiceCounters::kCodes];
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
     if (status.ok() && result_) {
       spdlog::info(
           "predict id={} session={} OK prompt_tokens={} images={} tokens={} finish={} "
-          "total_ms={:.1f} "
-          "first_token_ms={:.1f} [{}]",
-          ForLog(request_id_), ForLog(session_id_), result_->prompt_tokens, result_->images,
-          result_->tokens.size(), result_->finish == FinishReason::kStop ? "stop" : "length", ms,
+          "total_ms={:.1f} first_token_ms={:.1f} [{}]",
+          request_id_, session_id_, result_->prompt_tokens, result_->images, result_->tokens.size(),
+          result_->finish == FinishReason::kStop ? "stop" : "length", ms,
           result_->timings.first_token_us / 1000.0, TimingsString(result_->timings));
     } else {
-      spdlog::info("predict id={} session={} {} after {:.1f} ms: {}", ForLog(request_id_),
-                   ForLog(session_id_), GrpcCodeName(status.error_code()), ms,
-                   status.error_message());
+      // The message is already sanitized (ToGrpcStatus); escape again for gRPC's own messages.
+      spdlog::info("predict id={} session={} {} after {:.1f} ms: {}{}{}", request_id_, session_id_,
+                   GrpcCodeName(status.error_code()), ms,
+                   EscapeForLog(status.error_message(), 1024), client_ids_.empty() ? "" : " ",
+                   client_ids_);
     }
   }
 
   VlmService* service_;
   grpc::CallbackServerContext* context_;
-  std::shared_ptr<Channel> channel_;
+  std::shared_ptr<CallState> state_;
   std::shared_ptr<std::atomic<bool>> cancelled_;
   std::shared_ptr<ServingModel> model_;
-  std::chrono::steady_clock::time_point start_;
+  Clock::time_point start_;
   std::string request_id_, session_id_;
-  // Guarded by channel_->mu:
-  v1::PredictResponse current_;  // the message being written
+  std::string client_ids_;  // the client's ids, escaped, when they were refused (for the log)
+  // Guarded by state_->mu:
+  grpc::ByteBuffer current_;  // the message being written
   std::vector<int32_t> pending_ids_;
   std::string pending_text_;
   std::optional<ServeResult> result_;
   std::optional<Status> error_;
-  bool writing_ = false, finished_ = false;
+  std::optional<grpc::Status> cancel_reason_;
+  bool writing_ = false, finished_ = false, write_timed_out_ = false;
 };
+
+void VlmService::CallState::OnDelta(std::vector<int32_t> ids, std::string text) {
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (reactor) reactor->AddDelta(std::move(ids), std::move(text));
+}
+void VlmService::CallState::OnResult(ServeResult result) {
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (reactor) reactor->SetResult(std::move(result));
+}
+void VlmService::CallState::OnError(Status status) {
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (reactor) reactor->SetError(std::move(status));
+}
+void VlmService::CallState::CancelForWriteTimeout(std::chrono::milliseconds timeout) {
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (reactor) reactor->WriteTimedOut(timeout);
+}
+
+VlmService::VlmService(ServerOptions options) : options_(std::move(options)) {
+  if (options_.stream_write_timeout.count() > 0) watchdog_ = std::thread([this] { Watchdog(); });
+}
+
+VlmService::~VlmService() {
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    closing_ = true;
+  }
+  calls_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+void VlmService::Register(const std::shared_ptr<CallState>& call) {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  calls_.emplace(call.get(), call);
+}
+
+void VlmService::Unregister(const CallState* call) {
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    calls_.erase(call);
+  }
+  calls_cv_.notify_all();
+}
+
+size_t VlmService::live_calls() const {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  return calls_.size();
+}
+
+bool VlmService::WaitForNoCalls(Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(calls_mu_);
+  calls_cv_.wait_until(lock, deadline, [this] { return calls_.empty() || interrupted_; });
+  return calls_.empty();
+}
+
+void VlmService::Interrupt() {
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    interrupted_ = true;
+  }
+  calls_cv_.notify_all();
+}
+
+// Cuts calls whose outstanding write the client has not taken for --stream-write-timeout. Checks
+// a few times per timeout, so a stuck call is cut within 1.25 timeouts.
+void VlmService::Watchdog() {
+  const auto timeout = options_.stream_write_timeout;
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  std::unique_lock<std::mutex> lock(calls_mu_);
+  while (!closing_) {
+    calls_cv_.wait_for(lock, period, [this] { return closing_; });
+    if (closing_) break;
+    const int64_t now = NowNs();
+    const int64_t limit = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+    std::vector<std::shared_ptr<CallState>> stuck;
+    for (const auto& [key, weak] : calls_) {
+      if (auto call = weak.lock()) {
+        const int64_t since = call->write_since_ns.load();
+        if (since != 0 && now - since > limit) stuck.push_back(std::move(call));
+      }
+    }
+    if (stuck.empty()) continue;
+    lock.unlock();  // a cancel may run reactions inline, and those unregister calls
+    for (const auto& call : stuck) call->CancelForWriteTimeout(timeout);
+    lock.lock();
+  }
+}
 
 void VlmService::SetModel(std::shared_ptr<ServingModel> model) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -265,22 +435,27 @@ std::shared_ptr<ServingModel> VlmService::Current(grpc::Status* unavailable) {
 
 std::string VlmService::NextRequestId() { return "req-" + std::to_string(++counter_); }
 
-grpc::ServerWriteReactor<v1::PredictResponse>* VlmService::Predict(
-    grpc::CallbackServerContext* context, const v1::PredictRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* VlmService::Predict(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new PredictReactor(this, context, request);
 }
 
 grpc::ServerUnaryReactor* VlmService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                   const v1::GetModelInfoRequest*,
-                                                   v1::ModelInfo* reply) {
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::GetModelInfoRequest parsed;
+  if (Status s = ParseRequest(*request, &parsed); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s, "-"));
+    return reactor;
+  }
   grpc::Status unavailable;
   std::shared_ptr<ServingModel> model = Current(&unavailable);
   if (!model) {
     reactor->Finish(unavailable);
     return reactor;
   }
-  *reply = model->info;
+  *reply = SerializeResponse(model->info);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

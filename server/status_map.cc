@@ -1,35 +1,42 @@
 // Status → gRPC status (see status_map.h).
 #include "server/status_map.h"
 
+#include "common/text_safety.h"
+
 namespace vlmserve {
 
 grpc::Status ToGrpcStatus(const Status& s, const std::string& request_id) {
+  const std::string message = SanitizeForClient(s.message());
   switch (s.code()) {
     case StatusCode::kOk:
       return grpc::Status::OK;
-    // Everything a request can get wrong, including unsupported features of its input (a CMYK
-    // JPEG, a RoPE type is not a request thing but cannot reach here) and context overflows.
+    // Everything a request can get wrong, including its limits and a prompt that overflows the
+    // context (the runner reports that as OUT_OF_RANGE).
     case StatusCode::kInvalidArgument:
     case StatusCode::kOutOfRange:
+      return {grpc::StatusCode::INVALID_ARGUMENT, message};
+    // A well-formed request for something this server does not do (e.g. a feature of a runner).
     case StatusCode::kUnimplemented:
-      return {grpc::StatusCode::INVALID_ARGUMENT, s.message()};
-    case StatusCode::kResourceExhausted:
-      return {grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()};
-    case StatusCode::kUnavailable:
+      return {grpc::StatusCode::UNIMPLEMENTED, message};
     case StatusCode::kFailedPrecondition:
-      return {grpc::StatusCode::UNAVAILABLE, s.message()};
+      return {grpc::StatusCode::FAILED_PRECONDITION, message};
+    case StatusCode::kResourceExhausted:
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, message};
+    case StatusCode::kUnavailable:
+      return {grpc::StatusCode::UNAVAILABLE, message};
     case StatusCode::kCancelled:
-      return {grpc::StatusCode::CANCELLED, s.message()};
+      return {grpc::StatusCode::CANCELLED, message};
     case StatusCode::kDeadlineExceeded:
-      return {grpc::StatusCode::DEADLINE_EXCEEDED, s.message()};
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, message};
     case StatusCode::kUnauthenticated:
-      return {grpc::StatusCode::UNAUTHENTICATED, s.message()};
+      return {grpc::StatusCode::UNAUTHENTICATED, message};
+    // A missing sequence or tensor inside the engine is a bug, not something a client asked for.
     case StatusCode::kNotFound:
     case StatusCode::kInternal:
       break;
   }
   return {grpc::StatusCode::INTERNAL,
-          "internal error (request " + request_id + "): " + s.message()};
+          SanitizeForClient("internal error (request " + request_id + "): " + s.message())};
 }
 
 const char* GrpcCodeName(grpc::StatusCode code) {

@@ -1,10 +1,11 @@
 // PredictRequest validation and conversion (see validate.h).
 #include "server/validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace vlmserve {
 namespace {
@@ -30,8 +31,7 @@ bool IsIdChar(char c) {
          c == '_' || c == ':' || c == '-';
 }
 
-StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what,
-                                const ImageLimits& lim) {
+StatusOr<FrameInput> CheckImage(v1::Image& image, const std::string& what, const ImageLimits& lim) {
   FrameInput f;
   switch (image.source_case()) {
     case v1::Image::kEncoded:
@@ -41,10 +41,10 @@ StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what,
             what + ": encoded image is " + std::to_string(image.encoded().size()) +
             " bytes, over the limit of " + std::to_string(lim.max_encoded_bytes));
       }
-      f.bytes = image.encoded();
+      f.bytes = std::move(*image.mutable_encoded());
       return f;
     case v1::Image::kRaw: {
-      const v1::RawImage& raw = image.raw();
+      v1::RawImage& raw = *image.mutable_raw();
       RETURN_IF_ERROR(CheckImageSize(raw.width(), raw.height(), lim, what + ": raw image"));
       const uint64_t need =
           uint64_t{raw.width()} * raw.height() * 3;  // ≤ 3 · max_pixels: no overflow
@@ -57,7 +57,7 @@ StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what,
       f.raw = true;
       f.width = raw.width();
       f.height = raw.height();
-      f.bytes = raw.rgb();
+      f.bytes = std::move(*raw.mutable_rgb());
       return f;
     }
     case v1::Image::SOURCE_NOT_SET:
@@ -68,26 +68,24 @@ StatusOr<FrameInput> CheckImage(const v1::Image& image, const std::string& what,
 
 }  // namespace
 
-StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in,
-                                              const ServerOptions& opt, const ModelFacts& model,
+Status CheckId(const std::string& id, const char* field, uint64_t max_bytes) {
+  if (id.size() > max_bytes || !std::all_of(id.begin(), id.end(), IsIdChar)) {
+    return InvalidArgumentError(std::string(field) + " must be 1 to " + std::to_string(max_bytes) +
+                                " characters of [A-Za-z0-9._:-] (got " + std::to_string(id.size()) +
+                                " bytes)");
+  }
+  return Status::Ok();
+}
+
+StatusOr<ServeRequest> ValidatePredictRequest(v1::PredictRequest& in, const ServerOptions& opt,
+                                              const ModelFacts& model,
                                               const std::string& fallback_id) {
   ServeRequest r;
-  // Identity first, so every later error can name the request.
-  if (in.request_id().empty()) {
-    r.request_id = fallback_id;
-  } else {
-    if (in.request_id().size() > opt.max_request_id_bytes ||
-        !std::all_of(in.request_id().begin(), in.request_id().end(), IsIdChar)) {
-      return InvalidArgumentError("request_id must be 1 to " +
-                                  std::to_string(opt.max_request_id_bytes) +
-                                  " characters of [A-Za-z0-9._:-]");
-    }
-    r.request_id = in.request_id();
-  }
-  if (in.session_id().size() > opt.max_request_id_bytes) {
-    return InvalidArgumentError("session_id is over " + std::to_string(opt.max_request_id_bytes) +
-                                " bytes");
-  }
+  // Identity first: ids are echoed in trailing metadata and logs, so nothing else may use them
+  // before they are known to be short and plain.
+  RETURN_IF_ERROR(CheckId(in.request_id(), "request_id", opt.max_request_id_bytes));
+  RETURN_IF_ERROR(CheckId(in.session_id(), "session_id", opt.max_request_id_bytes));
+  r.request_id = in.request_id().empty() ? fallback_id : in.request_id();
   r.session_id = in.session_id();
 
   // Images: exactly one of frames (1..max_frames) and grid, for a multimodal model.
@@ -105,8 +103,8 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in,
                                 std::to_string(in.frames_size()));
   }
   for (int i = 0; i < in.frames_size(); ++i) {
-    ASSIGN_OR_RETURN(FrameInput f,
-                     CheckImage(in.frames(i), "frames[" + std::to_string(i) + "]", opt.image));
+    ASSIGN_OR_RETURN(FrameInput f, CheckImage(*in.mutable_frames(i),
+                                              "frames[" + std::to_string(i) + "]", opt.image));
     r.frames.push_back(std::move(f));
   }
   // Raw frames declare their sizes: a mismatch is caught here, before anything is decoded.
@@ -121,15 +119,15 @@ StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& in,
     }
   }
   if (has_grid) {
-    ASSIGN_OR_RETURN(FrameInput g, CheckImage(in.grid(), "grid", opt.image));
+    ASSIGN_OR_RETURN(FrameInput g, CheckImage(*in.mutable_grid(), "grid", opt.image));
     r.grid = std::move(g);
   }
 
   // Text.
   RETURN_IF_ERROR(CheckText(in.prompt(), "prompt", opt.max_prompt_bytes));
   RETURN_IF_ERROR(CheckText(in.system_prompt(), "system_prompt", opt.max_system_prompt_bytes));
-  r.prompt = in.prompt();
-  r.system_prompt = in.system_prompt();
+  r.prompt = std::move(*in.mutable_prompt());
+  r.system_prompt = std::move(*in.mutable_system_prompt());
 
   // Generation options: unset fields take the defaults.
   const v1::GenerationOptions& o = in.options();

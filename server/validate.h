@@ -18,8 +18,13 @@ struct ModelFacts {  // what validation needs to know about the served model
   int64_t vocab_size = 0;
 };
 
+// Ids (request_id, session_id): 1 to `max_bytes` characters of [A-Za-z0-9._:-] (empty means
+// none). Checked before anything else, because ids are echoed in metadata and logs.
+Status CheckId(const std::string& id, const char* field, uint64_t max_bytes);
+
 // `request_id` is the id to use (the request's own when valid, else `fallback_id` when empty).
-StatusOr<ServeRequest> ValidatePredictRequest(const v1::PredictRequest& request,
+// The request's byte fields (images, prompts) are moved into the result, not copied.
+StatusOr<ServeRequest> ValidatePredictRequest(v1::PredictRequest& request,
                                               const ServerOptions& options, const ModelFacts& model,
                                               const std::string& fallback_id);
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """An independent client: Debian's python3-grpcio with stubs compiled here by protoc and Debian's
 grpc_python_plugin (health and reflection protos from Debian's grpc-proto package). It starts the
-real server (--port 0), checks health, GetModelInfo, a streamed Predict, an INVALID_ARGUMENT, lists
-the services through reflection and resolves the service's file (what ghz needs), then sends
-SIGTERM and expects exit code 0.
+real server (--port 0), checks health, GetModelInfo, a streamed Predict, INVALID_ARGUMENT for bad
+requests (invalid UTF-8, request ids gRPC cannot carry in metadata, bytes that are not protobuf), a
+deadline, lists the services through reflection and resolves the service's file (what ghz needs),
+then sends SIGTERM and expects exit code 0. A second server (with the token-delay test hook) is
+stopped by two signals while a stream runs: the second must end it at once, exit code 0.
 
 Run by ctest with /usr/bin/python3:
   python_client_test.py --server BIN --model DIR --image PNG --protoc PROTOC --plugin PLUGIN
@@ -98,6 +100,44 @@ def main():
             assert "prompt is not valid UTF-8" in e.details(), e.details()
         print("PASS invalid UTF-8 prompt → INVALID_ARGUMENT")
 
+        # Ids are echoed in trailing metadata: bytes gRPC cannot put in a header used to abort the
+        # server. Each is INVALID_ARGUMENT now, and the server goes on.
+        for bad_id in ["caf\u00e9", "a\nb", "tab\there", "nul\x00", "del\x7f", "x" * 10000]:
+            bad = vlmserve_pb2.PredictRequest(prompt=b"hi", request_id=bad_id)
+            bad.grid.encoded = req.grid.encoded
+            try:
+                list(stub.Predict(bad))
+                raise AssertionError(f"request_id {bad_id[:20]!r} was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (bad_id[:20], e.code())
+                assert "request_id must be 1 to 128 characters" in e.details(), e.details()
+        assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+        print("PASS request ids with non-header bytes -> INVALID_ARGUMENT, server alive")
+
+        raw = channel.unary_stream("/vlmserve.v1.VlmService/Predict",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        for name, data, want in [("truncated", b"\x1a\x05ab", "declares 5 bytes but 2 remain"),
+                                 ("11-byte varint", b"\x08" + b"\xff" * 10 + b"\x01", "varint longer than 10 bytes"),
+                                 ("deep groups", b"\x0b" * 100, "nested deeper than 16 levels"),
+                                 ("invalid UTF-8 string", b"\x32\x02\xc3\x28", "is not valid UTF-8")]:
+            try:
+                list(raw(data))
+                raise AssertionError(f"{name} was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, e.code(), e.details())
+                assert want in e.details(), (name, e.details())
+        print("PASS bytes that are not a PredictRequest -> INVALID_ARGUMENT with the reason")
+
+        long_req = vlmserve_pb2.PredictRequest(prompt=b"count", request_id="py-deadline")
+        long_req.grid.encoded = req.grid.encoded
+        long_req.options.max_new_tokens = 64
+        try:
+            list(stub.Predict(long_req, timeout=0.001))
+            print("NOTE the 1 ms deadline was met (fast machine)")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.code()
+            print("PASS a 1 ms deadline -> DEADLINE_EXCEEDED")
+
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
         responses = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
         names = {s.name for s in responses[0].list_services_response.service}
@@ -121,6 +161,53 @@ def main():
         print(out)
         raise AssertionError(f"the server exited with {server.returncode} after SIGTERM")
     print("PASS SIGTERM → exit 0")
+
+    # Two signals: the first starts the drain (health NOT_SERVING, the stream keeps going), the
+    # second cancels the stream at once and the server exits 0.
+    port_file2 = os.path.join(tmp, "port2")
+    server = subprocess.Popen([args.server, "--port", "0", "--port-file", port_file2, "--model", args.model,
+                               "--test-token-delay-ms", "100", "--drain-timeout", "60"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            if os.path.exists(port_file2) and open(port_file2).read().strip():
+                break
+            time.sleep(0.05)
+        channel = grpc.insecure_channel(f"127.0.0.1:{int(open(port_file2).read())}")
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            if health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            time.sleep(0.05)
+        stub = vlmserve_pb2_grpc.VlmServiceStub(channel)
+        long_req = vlmserve_pb2.PredictRequest(prompt=b"count", request_id="py-drain")
+        long_req.grid.encoded = open(args.image, "rb").read()
+        long_req.options.max_new_tokens = 64  # 6.4 s with the 100 ms token delay
+        stream = stub.Predict(long_req)
+        next(stream)  # the first delta: the request is running
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert server.poll() is None, "the first SIGTERM should drain, not exit"
+        assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        t0 = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+        took = time.monotonic() - t0
+    except BaseException:
+        server.kill()
+        print(server.communicate()[0])
+        raise
+    if server.returncode != 0 or took > 3.0:  # the goal is 1 s; slack for loaded CI machines
+        print(out)
+        raise AssertionError(f"second SIGTERM: exit {server.returncode} after {took:.2f} s")
+    try:
+        for _ in stream:
+            pass
+        raise AssertionError("the stream finished normally after the second signal")
+    except grpc.RpcError as e:
+        code = e.code()
+        assert code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), code
+    print(f"PASS second SIGTERM during the drain → exit 0 after {took:.2f} s, stream cut ({code.name})")
 
 
 if __name__ == "__main__":

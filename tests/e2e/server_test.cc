@@ -5,6 +5,7 @@
 //   still SERVING and the next valid request OK; message-size limits; model info; health.
 #include "server/server.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
@@ -128,6 +129,8 @@ TEST(ServerTest, ModelInfo) {
   EXPECT_EQ(info.max_context_tokens(), 120u);
   EXPECT_EQ(info.max_new_tokens(), 64u);
   EXPECT_EQ(info.device(), "cpu");
+  // The directory's name, never where it is on the server's disk.
+  EXPECT_EQ(info.model_path(), "pool16_six_layers");
 }
 
 // ---- reliability.md G1: the bad-request table ------------------------------------------------
@@ -142,6 +145,12 @@ struct Row {
 void Encoded(v1::PredictRequest& r, const std::string& bytes) {
   r.clear_grid();
   r.mutable_grid()->set_encoded(bytes);
+}
+
+// Four copies of one encoded image as the frames.
+void FramesOf(v1::PredictRequest& r, const std::string& bytes) {
+  r.clear_grid();
+  for (int i = 0; i < 4; ++i) r.add_frames()->set_encoded(bytes);
 }
 
 void Raw(v1::PredictRequest& r, uint32_t w, uint32_t h, size_t bytes) {
@@ -321,7 +330,43 @@ std::vector<Row> Table() {
       {"request_id_too_long", [](auto& r) { r.set_request_id(std::string(129, 'a')); }, kInv,
        "request_id must be"},
       {"session_id_too_long", [](auto& r) { r.set_session_id(std::string(129, 'a')); }, kInv,
-       "session_id is over 128 bytes"},
+       "session_id must be 1 to 128 characters of [A-Za-z0-9._:-] (got 129 bytes)"},
+      {"request_id_at_limit", [](auto& r) { r.set_request_id(std::string(128, 'a')); }, kOk, ""},
+      // Ids are echoed in trailing metadata: any byte gRPC refuses in a header value used to abort
+      // the process (gRPC asserts). Each must be INVALID_ARGUMENT, and the server lives on.
+      {"request_id_newline", [](auto& r) { r.set_request_id("a\nb"); }, kInv,
+       "request_id must be 1 to 128 characters of [A-Za-z0-9._:-] (got 3 bytes)"},
+      {"request_id_tab", [](auto& r) { r.set_request_id("a\tb"); }, kInv,
+       "request_id must be 1 to 128"},
+      {"request_id_nul", [](auto& r) { r.set_request_id(std::string("a\0b", 3)); }, kInv,
+       "request_id must be 1 to 128"},
+      {"request_id_del", [](auto& r) { r.set_request_id("a\x7f"); }, kInv,
+       "request_id must be 1 to 128"},
+      {"request_id_utf8", [](auto& r) { r.set_request_id("caf\xc3\xa9"); }, kInv,
+       "request_id must be 1 to 128 characters of [A-Za-z0-9._:-] (got 5 bytes)"},
+      {"request_id_10kB", [](auto& r) { r.set_request_id(std::string(10000, 'r')); }, kInv,
+       "request_id must be 1 to 128 characters of [A-Za-z0-9._:-] (got 10000 bytes)"},
+      {"session_id_newline", [](auto& r) { r.set_session_id("agent\n7"); }, kInv,
+       "session_id must be 1 to 128 characters"},
+      {"session_id_utf8", [](auto& r) { r.set_session_id("\xe2\x98\x83"); }, kInv,
+       "session_id must be 1 to 128 characters"},
+      // PNG chunk bombs: a 1x1 image followed by an ancillary chunk declaring ~2 GiB. libpng used
+      // to buffer the declared length (2 GiB, seconds of CPU) before failing; now such chunks are
+      // skipped unread and the file is simply truncated.
+      {"png_text_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_tEXt_2g.png")); },
+       kInv, "frames[0]: invalid PNG: truncated PNG data"},
+      {"png_ztxt_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_zTXt_2g.png")); },
+       kInv, "invalid PNG: truncated PNG data"},
+      {"png_itxt_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_iTXt_2g.png")); },
+       kInv, "invalid PNG: truncated PNG data"},
+      {"png_splt_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_sPLT_2g.png")); },
+       kInv, "invalid PNG: truncated PNG data"},
+      {"png_pcal_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_pCAL_2g.png")); },
+       kInv, "invalid PNG: truncated PNG data"},
+      {"png_scal_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_sCAL_2g.png")); },
+       kInv, "invalid PNG: truncated PNG data"},
+      {"png_iccp_chunk_bomb", [](auto& r) { FramesOf(r, Fixture("images/bad/png_iCCP_2g.png")); },
+       kInv, "invalid PNG: truncated PNG data"},
       // gRPC's own receive cap is capacity: RESOURCE_EXHAUSTED.
       {"message_over_max", [](auto& r) { r.set_system_prompt(std::string(5u << 20, 'm')); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, ""},
@@ -383,9 +428,7 @@ struct FakeServer {
   testing::FakeModelRunner* fake = nullptr;
 };
 
-FakeServer StartFake(std::chrono::milliseconds delay, size_t max_queue = 64) {
-  ServerOptions o = TestOptions();
-  o.max_queue = max_queue;
+FakeServer StartFakeWith(const ServerOptions& o, std::chrono::milliseconds delay) {
   FakeServer f{StartServer(o, /*load=*/false), nullptr};
   auto model = ModelDir::Load(FixturePath(kModel));
   EXPECT_TRUE(model.ok());
@@ -395,6 +438,12 @@ FakeServer StartFake(std::chrono::milliseconds delay, size_t max_queue = 64) {
   Status st = f.running.server->Serve(std::move(owned), std::move(fake), "fake");
   EXPECT_TRUE(st.ok()) << st.ToString();
   return f;
+}
+
+FakeServer StartFake(std::chrono::milliseconds delay, size_t max_queue = 64) {
+  ServerOptions o = TestOptions();
+  o.max_queue = max_queue;
+  return StartFakeWith(o, delay);
 }
 
 TEST(ServerTransportTest, LoadingIsUnavailableAndNotServing) {
@@ -442,10 +491,13 @@ TEST(ServerTransportTest, ClientCancelStopsGenerationAndFreesTheSequence) {
   EXPECT_TRUE(f.running.client->Predict(ValidRequest()).status.ok());  // next request fine
 }
 
+// A full queue is RESOURCE_EXHAUSTED, and retry-after-ms estimates the wait from the queue and the
+// measured service time (here ≈ 10 tokens × 30 ms per request, 2 requests ahead).
 TEST(ServerTransportTest, FullQueueIsResourceExhaustedWithRetryAfter) {
   FakeServer f = StartFake(std::chrono::milliseconds(30), /*max_queue=*/1);
   v1::PredictRequest slow = ValidRequest();
-  slow.mutable_options()->set_max_new_tokens(10);  // ≈ 300 ms each
+  slow.mutable_options()->set_max_new_tokens(10);            // ≈ 300 ms each
+  ASSERT_TRUE(f.running.client->Predict(slow).status.ok());  // one measured service time
   std::vector<PredictOutcome> outs(2);
   std::thread a([&] { outs[0] = f.running.client->Predict(slow); });
   std::this_thread::sleep_for(std::chrono::milliseconds(60));  // a is running
@@ -456,11 +508,45 @@ TEST(ServerTransportTest, FullQueueIsResourceExhaustedWithRetryAfter) {
       << c.status.error_message();
   EXPECT_NE(c.status.error_message().find("the request queue is full (1 waiting)"),
             std::string::npos);
+  ASSERT_EQ(c.trailers.count("retry-after-ms"), 1u);
+  const int retry_ms = std::stoi(c.trailers.find("retry-after-ms")->second);
+  EXPECT_GE(retry_ms, 300) << "2 requests ahead at ≥ 300 ms each";
+  EXPECT_LE(retry_ms, 5000);
+  a.join();
+  b.join();
+  EXPECT_TRUE(outs[0].status.ok());
+  EXPECT_TRUE(outs[1].status.ok());
+  EXPECT_EQ(f.running.server->service().counters().Ended(grpc::StatusCode::RESOURCE_EXHAUSTED), 1u);
+}
+
+// Admission by bytes: queued requests may hold --max-queued-bytes together.
+TEST(ServerTransportTest, QueuedBytesAreBounded) {
+  ServerOptions o = TestOptions();
+  v1::PredictRequest slow = ValidRequest();
+  slow.mutable_options()->set_max_new_tokens(10);
+  const uint64_t one = slow.grid().encoded().size() + slow.prompt().size();
+  o.max_queued_bytes = one + one / 2;  // room for one queued request, not two
+  FakeServer f = StartFakeWith(o, std::chrono::milliseconds(30));
+  std::vector<PredictOutcome> outs(2);
+  std::thread a([&] { outs[0] = f.running.client->Predict(slow); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // a is running
+  std::thread b([&] { outs[1] = f.running.client->Predict(slow); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // b is queued
+  EXPECT_EQ(f.running.server->serving()->engine->stats().queued_bytes, one);
+  PredictOutcome c = f.running.client->Predict(slow);
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(c.status.error_message().find("queued requests hold " + std::to_string(one) +
+                                          " bytes; this one (" + std::to_string(one) +
+                                          " bytes) would pass the limit of " +
+                                          std::to_string(o.max_queued_bytes)),
+            std::string::npos)
+      << c.status.error_message();
   EXPECT_EQ(c.trailers.count("retry-after-ms"), 1u);
   a.join();
   b.join();
   EXPECT_TRUE(outs[0].status.ok());
   EXPECT_TRUE(outs[1].status.ok());
+  EXPECT_EQ(f.running.server->serving()->engine->stats().queued_bytes, 0u);
 }
 
 TEST(ServerTransportTest, RunnerExceptionIsInternalWithTheRequestIdAndTheServerGoesOn) {
@@ -493,6 +579,246 @@ TEST(ServerTransportTest, ShutdownFinishesTheRunningStreamThenRefuses) {
   t.join();
   EXPECT_TRUE(running.status.ok()) << running.status.error_message();  // drained, not cut
   EXPECT_EQ(running.result.usage().completion_tokens(), 10u);
+}
+
+// ---- requests that are not valid protobuf (parsed by the service itself) ----------------------
+
+struct RawRow {
+  const char* name;
+  std::string bytes;
+  const char* message;
+};
+
+// Sends `bytes` as the request message of Predict, as any client could.
+grpc::Status RawPredict(const std::shared_ptr<grpc::Channel>& channel, const std::string& bytes) {
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&ctx, "/vlmserve.v1.VlmService/Predict", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  call->StartCall(reinterpret_cast<void*>(1));
+  cq.Next(&tag, &ok);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  call->WriteLast(request, grpc::WriteOptions(), reinterpret_cast<void*>(2));
+  cq.Next(&tag, &ok);
+  for (;;) {  // drain responses
+    call->Read(&response, reinterpret_cast<void*>(3));
+    cq.Next(&tag, &ok);
+    if (!ok) break;
+  }
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+std::vector<RawRow> RawTable() {
+  v1::PredictRequest valid = ValidRequest();
+  valid.set_request_id("raw-1");
+  const std::string whole = valid.SerializeAsString();
+  // An unknown varint field (100) whose value takes 11 bytes.
+  const std::string varint11 = std::string("\xa0\x06", 2) + std::string(10, '\xff') + "\x01";
+  return {
+      {"truncated_message", whole.substr(0, whole.size() / 2), "declares"},
+      {"length_past_the_end",
+       std::string("\x1a\xff\x01"
+                   "ab",
+                   5),
+       "the request is not a valid vlmserve.v1.PredictRequest: field 3 (prompt) declares 255 "
+       "bytes but 2 remain at byte 1"},
+      {"varint_11_bytes", varint11, "varint longer than 10 bytes at byte 2"},
+      {"truncated_varint", std::string("\x08\xff\xff", 3), "truncated varint at byte 1"},
+      {"deep_groups", std::string(200, '\x0b'), "messages or groups nested deeper than 16 levels"},
+      {"unclosed_group", std::string("\x0b\x10\x01", 3), "group 1 is never closed at byte 3"},
+      {"end_group_outside", std::string("\x0c", 1), "end-group tag 1 outside any group at byte 0"},
+      {"wire_type_7", std::string("\x0f", 1), "invalid wire type 7 for field 1 (frames)"},
+      {"field_number_0", std::string("\x00\x00", 2), "invalid field number 0 at byte 0"},
+      {"request_id_invalid_utf8", std::string("\x32\x02\xc3\x28", 4),
+       "field 6 (request_id) is not valid UTF-8 at byte 2"},
+      {"session_id_invalid_utf8", std::string("\x3a\x01\xff", 3),
+       "field 7 (session_id) is not valid UTF-8 at byte 2"},
+      {"nested_options_truncated", std::string("\x2a\x02\x08\xff", 4),
+       "truncated varint at byte 3"},
+      {"nested_raw_image_past_end", std::string("\x12\x03\x12\x02\x08", 5),
+       "field 2 (raw) declares 2 bytes but 1 remain at byte 3"},
+      {"empty_message", std::string(), "the request has no image"},
+  };
+}
+
+TEST(ServerTest, UnparseableRequestsAreInvalidArgumentWithAReason) {
+  Running s = StartServer(TestOptions());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.server->port()),
+                                     grpc::InsecureChannelCredentials());
+  const uint64_t before = s.server->service().counters().unparseable.load();
+  for (const RawRow& row : RawTable()) {
+    const grpc::Status st = RawPredict(channel, row.bytes);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << row.name;
+    EXPECT_NE(st.error_message().find(row.message), std::string::npos)
+        << row.name << ": \"" << st.error_message() << "\" lacks \"" << row.message << "\"";
+    EXPECT_EQ(s.client->Health(), "SERVING") << "after " << row.name;
+    v1::PredictRequest ok = ValidRequest();
+    ok.mutable_options()->set_max_new_tokens(2);
+    EXPECT_TRUE(s.client->Predict(ok).status.ok()) << "after " << row.name;
+  }
+  // Counted (all but the empty message, which parses and fails validation).
+  EXPECT_EQ(s.server->service().counters().unparseable.load() - before, RawTable().size() - 1);
+  std::printf("unparseable-request table: %zu rows\n", RawTable().size());
+}
+
+// Compressed requests are refused before anything is inflated (a gzip bomb cannot grow memory; the
+// memory bound itself is measured on a plain build in tests/memory).
+TEST(ServerTest, CompressedRequestsAreRefused) {
+  Running s = StartServer(TestOptions());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.server->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::VlmService::NewStub(channel);
+  for (grpc_compression_algorithm algorithm : {GRPC_COMPRESS_GZIP, GRPC_COMPRESS_DEFLATE}) {
+    grpc::ClientContext ctx;
+    ctx.set_compression_algorithm(algorithm);
+    v1::PredictRequest req = ValidRequest();
+    req.set_system_prompt(std::string(100000, '\0'));  // compresses to almost nothing
+    auto reader = stub->Predict(&ctx, req);
+    v1::PredictResponse msg;
+    while (reader->Read(&msg)) {
+    }
+    const grpc::Status st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_NE(st.error_message().find("is disabled"), std::string::npos) << st.error_message();
+    EXPECT_EQ(s.client->Health(), "SERVING");
+    EXPECT_TRUE(s.client->Predict(ValidRequest()).status.ok());
+  }
+}
+
+// ---- held streams, deadlines, shutdown (fake runner) ------------------------------------------
+
+// A client that stops reading cannot hold its call: once a write waits longer than
+// --stream-write-timeout the call is cancelled and the engine frees its sequence.
+TEST(ServerTransportTest, AClientThatStopsReadingIsCut) {
+  ServerOptions o = TestOptions();
+  o.stream_write_timeout = std::chrono::milliseconds(300);
+  FakeServer f = StartFakeWith(o, std::chrono::milliseconds(0));
+  // A tiny HTTP/2 window and no BDP probing: the server's writes stall once ~100 bytes are
+  // unread.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 100);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(f.running.server->port()),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::VlmService::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::PredictRequest req = ValidRequest();
+  req.mutable_options()->set_max_new_tokens(64);
+  auto reader = stub->Predict(&ctx, req);  // ... and never read
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 500 && f.running.server->service().counters().write_timeouts.load() == 0;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double s_waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(f.running.server->service().counters().write_timeouts.load(), 1u);
+  EXPECT_LT(s_waited, 4.0) << "cut after " << s_waited << " s (timeout 0.3 s)";
+  for (int i = 0; i < 200 && f.fake->releases.load() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(f.fake->releases.load(), 2) << "the held request's sequence was not freed";
+  for (int i = 0; i < 200 && f.running.server->service().live_calls() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(f.running.server->service().live_calls(), 0u);
+  ctx.TryCancel();
+  (void)reader->Finish();
+  EXPECT_TRUE(f.running.client->Predict(ValidRequest()).status.ok());
+}
+
+// One connection may carry at most --max-streams-per-connection calls at once; the rest wait in
+// the client, so one client cannot fill the queue through one connection.
+TEST(ServerTransportTest, StreamsPerConnectionAreCapped) {
+  ServerOptions o = TestOptions();
+  o.max_streams_per_connection = 2;
+  FakeServer f = StartFakeWith(o, std::chrono::milliseconds(20));
+  v1::PredictRequest req = ValidRequest();
+  req.mutable_options()->set_max_new_tokens(8);  // ≈ 180 ms each
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 5; ++i) {
+    clients.emplace_back([&] { ok += f.running.client->Predict(req).status.ok(); });
+  }
+  size_t max_queued = 0;
+  for (int i = 0; i < 100; ++i) {
+    max_queued = std::max(max_queued, f.running.server->serving()->engine->queued());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 5);
+  EXPECT_LE(max_queued, 1u) << "more than 2 calls were in the server from one connection";
+}
+
+// A request whose deadline passes while it waits never starts; the log and the status say
+// DEADLINE_EXCEEDED (reliability.md G5).
+TEST(ServerTransportTest, ARequestWhoseDeadlinePassesInTheQueueNeverStarts) {
+  FakeServer f = StartFake(std::chrono::milliseconds(30));
+  v1::PredictRequest slow = ValidRequest();
+  slow.mutable_options()->set_max_new_tokens(15);  // ≈ 480 ms
+  PredictOutcome a;
+  std::thread ta([&] { a = f.running.client->Predict(slow); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  const auto t0 = std::chrono::steady_clock::now();
+  PredictOutcome b = f.running.client->Predict(ValidRequest(), {}, std::chrono::milliseconds(150));
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(b.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(ms, 150 + 1000) << "deadline + generous slack";
+  ta.join();
+  EXPECT_TRUE(a.status.ok());
+  for (int i = 0; i < 100 && f.running.server->serving()->engine->stats().expired_in_queue == 0;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(f.running.server->serving()->engine->stats().expired_in_queue, 1u);
+  EXPECT_EQ(f.fake->prefills.load(), 2) << "warm-up and the first request only";
+  EXPECT_EQ(f.running.server->service().counters().Ended(grpc::StatusCode::DEADLINE_EXCEEDED), 1u);
+}
+
+// A running request stops at the next step once its deadline passes.
+TEST(ServerTransportTest, ARunningRequestStopsAtItsDeadline) {
+  FakeServer f = StartFake(std::chrono::milliseconds(20));
+  v1::PredictRequest req = ValidRequest();
+  req.mutable_options()->set_max_new_tokens(64);  // ≈ 1.3 s without the deadline
+  PredictOutcome out = f.running.client->Predict(req, {}, std::chrono::milliseconds(200));
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  for (int i = 0; i < 100 && f.fake->releases.load() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(f.fake->releases.load(), 2);
+  EXPECT_LT(f.fake->calls.load(), 40) << "generation went on after the deadline";
+  EXPECT_TRUE(f.running.client->Predict(ValidRequest()).status.ok());
+}
+
+// StopNow (a second signal) cuts the drain short: the running call is cancelled at once and
+// Shutdown returns within a second, not after the grace period.
+TEST(ServerTransportTest, StopNowCutsTheDrainShort) {
+  FakeServer f = StartFake(std::chrono::milliseconds(20));
+  v1::PredictRequest req = ValidRequest();
+  req.mutable_options()->set_max_new_tokens(64);
+  PredictOutcome running;
+  std::thread t([&] { running = f.running.client->Predict(req); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::thread shutdown([&] { f.running.server->Shutdown(std::chrono::seconds(30)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
+  f.running.server->StopNow();
+  shutdown.join();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  t.join();
+  EXPECT_LT(ms, 1000) << "Shutdown took " << ms << " ms after StopNow";
+  EXPECT_FALSE(running.status.ok());
+  EXPECT_LT(running.result.usage().completion_tokens(), 64u);
+  // (The fake runner is gone with the engine now: nothing more to ask it.)
 }
 
 }  // namespace

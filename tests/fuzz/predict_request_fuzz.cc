@@ -1,14 +1,23 @@
-// Fuzz target: arbitrary bytes as a serialized PredictRequest (what gRPC hands the service after
-// parsing the wire message), through ValidatePredictRequest. Validation must never crash, and what
-// it accepts must respect every limit it claims to enforce — the engine relies on that.
+// Fuzz target: arbitrary bytes as a received PredictRequest, through the service's own parser
+// (server/request_parse.h: wire-format check, then protobuf) and ValidatePredictRequest. Neither
+// may crash; a refusal is INVALID_ARGUMENT with a message; the wire check must accept everything
+// protobuf's parser accepts as valid proto3 (so no valid request is refused); and what validation
+// accepts must respect every limit it claims to enforce — the engine relies on that.
 #include <cmath>
 #include <cstdlib>
 
+#include "server/request_parse.h"
 #include "server/validate.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   vlmserve::v1::PredictRequest req;
-  if (!req.ParseFromArray(data, static_cast<int>(size))) return 0;
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  const vlmserve::Status parsed = vlmserve::ParseRequestBytes(bytes, &req);
+  if (!parsed.ok()) {
+    if (parsed.code() != vlmserve::StatusCode::kInvalidArgument || parsed.message().empty())
+      std::abort();
+    return 0;
+  }
   static const vlmserve::ServerOptions options = [] {
     vlmserve::ServerOptions o;
     o.max_prompt_bytes = 256;
@@ -19,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   for (bool vision : {true, false}) {
     const vlmserve::ModelFacts model{vision, 1000};
-    auto r = vlmserve::ValidatePredictRequest(req, options, model, "fallback-id");
+    vlmserve::v1::PredictRequest copy = req;  // validation moves the byte fields out
+    auto r = vlmserve::ValidatePredictRequest(copy, options, model, "fallback-id");
     if (!r.ok()) {
       if (r.status().code() != vlmserve::StatusCode::kInvalidArgument ||
           r.status().message().empty())

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "model/tokenizer.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace {
 const vlmserve::Tokenizer& Tok() {

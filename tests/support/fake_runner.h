@@ -34,6 +34,7 @@ class FakeModelRunner : public ModelRunner {
       out.push_back(Logits(r.id));
     }
     ++calls;
+    ++prefills;
     std::this_thread::sleep_for(delay_);
     return out;
   }
@@ -55,7 +56,7 @@ class FakeModelRunner : public ModelRunner {
   }
   size_t live_sequences() const override { return steps_.size(); }
 
-  std::atomic<int> calls{0}, releases{0};
+  std::atomic<int> calls{0}, releases{0}, prefills{0};
   std::atomic<bool> throw_next{false};  // the next Extend/Decode throws (a bug in a runner)
 
  private:

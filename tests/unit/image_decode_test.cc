@@ -3,13 +3,13 @@
 // Goldens: tests/fixtures/images (tools/golden/make_image_goldens.py): every PNG colour type ×
 // bit depth, plain and interlaced, and a set of JPEGs, with the sha256 of Pillow's
 // Image.open(f).convert("RGB") under PyPI Pillow and Debian's python3-pil (built on the same
-// libjpeg-turbo as vlmserve). Hostile inputs run inside this process, so an exit() or abort() from a
-// library would fail the test run.
+// libjpeg-turbo as vlmserve). Hostile inputs run inside this process, so an exit() or abort() from
+// a library would fail the test run.
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -38,7 +38,8 @@ std::span<const uint8_t> Bytes(const std::string& s) {
 }
 
 std::string Digest(const RgbImage& img) {
-  return Sha256::Hex(std::string_view(reinterpret_cast<const char*>(img.rgb.data()), img.rgb.size()));
+  return Sha256::Hex(
+      std::string_view(reinterpret_cast<const char*>(img.rgb.data()), img.rgb.size()));
 }
 
 TEST(ImageGoldenTest, PixelsEqualPillow) {
@@ -51,7 +52,8 @@ TEST(ImageGoldenTest, PixelsEqualPillow) {
     EXPECT_EQ(img->width, want["width"].get<uint32_t>()) << rel;
     EXPECT_EQ(img->height, want["height"].get<uint32_t>()) << rel;
     // Debian's Pillow uses the very libjpeg-turbo/libpng we link: identical, for PNG and JPEG.
-    EXPECT_EQ(Digest(*img), want["sha256_debian"].get<std::string>()) << rel << " (mode " << want["mode"] << ")";
+    EXPECT_EQ(Digest(*img), want["sha256_debian"].get<std::string>())
+        << rel << " (mode " << want["mode"] << ")";
     EXPECT_EQ(want["sha256_debian"], want["sha256_pypi"]) << rel << ": the two Pillows disagree";
     if (rel.rfind("png/", 0) == 0) {
       ++png;
@@ -74,7 +76,8 @@ TEST(ImageGoldenTest, JpegWithinStatedDifferenceOfPyPiPillow) {
     if (rel.rfind("jpeg/", 0) != 0) continue;
     auto img = DecodeImage(Bytes(ReadFile(FixturePath("images/" + rel))), kDefaultImageLimits, rel);
     ASSERT_TRUE(img.ok());
-    const std::string pypi = ReadFile(FixturePath("images/" + rel.substr(0, rel.size() - 4) + ".pypi.rgb"));
+    const std::string pypi =
+        ReadFile(FixturePath("images/" + rel.substr(0, rel.size() - 4) + ".pypi.rgb"));
     ASSERT_EQ(pypi.size(), img->rgb.size()) << rel;
     for (size_t i = 0; i < pypi.size(); ++i) {
       worst = std::max(worst, std::abs(int(img->rgb[i]) - int(static_cast<uint8_t>(pypi[i]))));
@@ -111,7 +114,8 @@ std::vector<Hostile> HostileInputs() {
        "unrecognised image data"},
       {"gif", [] { return std::string("GIF89a\x01\x00\x01\x00\x00\x00\x00;", 13); },
        "GIF images are not supported"},
-      {"bmp", [] { return std::string("BM") + std::string(60, '\0'); }, "BMP images are not supported"},
+      {"bmp", [] { return std::string("BM") + std::string(60, '\0'); },
+       "BMP images are not supported"},
       {"webp", [] { return std::string("RIFF\x10\x00\x00\x00WEBPVP8 ", 16); },
        "WebP images are not supported"},
       {"tiff", [] { return std::string("II*\0\x08\0\0\0", 8); }, "TIFF images are not supported"},
@@ -125,11 +129,28 @@ std::vector<Hostile> HostileInputs() {
        "invalid PNG"},
       {"png_truncated_in_header", [] { return Fixture("png/rgba16_i.png").substr(0, 30); },
        "invalid PNG: truncated PNG data"},
-      {"png_bad_crc", [] { return Fixture("bad/png_bad_crc.png"); }, "invalid PNG: IHDR: CRC error"},
+      {"png_bad_crc", [] { return Fixture("bad/png_bad_crc.png"); },
+       "invalid PNG: IHDR: CRC error"},
       {"png_corrupt_idat", [] { return Fixture("bad/png_bad_idat.png"); }, "invalid PNG: IDAT: "},
       {"png_0x0", [] { return Fixture("bad/png_0x0.png"); }, "frame: PNG: image is 0x0 (empty)"},
       {"png_1e6_bomb", [] { return Fixture("bad/png_1e6_bomb.png"); },
        "frame: PNG: image is 1000000x1000000, over the limit of 8192 pixels per side"},
+      // Ancillary chunks declaring ~2 GiB right after a 1x1 header: skipped unread, so the file
+      // is just truncated (libpng used to buffer the declared length first).
+      {"png_tEXt_2g", [] { return Fixture("bad/png_tEXt_2g.png"); },
+       "invalid PNG: truncated PNG data"},
+      {"png_zTXt_2g", [] { return Fixture("bad/png_zTXt_2g.png"); },
+       "invalid PNG: truncated PNG data"},
+      {"png_iTXt_2g", [] { return Fixture("bad/png_iTXt_2g.png"); },
+       "invalid PNG: truncated PNG data"},
+      {"png_sPLT_2g", [] { return Fixture("bad/png_sPLT_2g.png"); },
+       "invalid PNG: truncated PNG data"},
+      {"png_pCAL_2g", [] { return Fixture("bad/png_pCAL_2g.png"); },
+       "invalid PNG: truncated PNG data"},
+      {"png_sCAL_2g", [] { return Fixture("bad/png_sCAL_2g.png"); },
+       "invalid PNG: truncated PNG data"},
+      {"png_iCCP_2g", [] { return Fixture("bad/png_iCCP_2g.png"); },
+       "invalid PNG: truncated PNG data"},
       {"jpeg_soi_only", [] { return std::string("\xff\xd8\xff", 3); }, "invalid JPEG"},
       {"jpeg_truncated",
        [] {
@@ -161,7 +182,8 @@ TEST_P(HostileImageTest, RejectedCleanly) {
   const std::string data = GetParam().bytes();
   const auto t0 = std::chrono::steady_clock::now();
   auto img = DecodeImage(Bytes(data), kDefaultImageLimits, "frame");
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_FALSE(img.ok()) << GetParam().name << " decoded";
   EXPECT_EQ(img.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(img.status().message().find(GetParam().message), std::string::npos)
@@ -209,15 +231,19 @@ long ReadStatusKb(const char* field) {
 
 // The bombs are refused from their headers: peak memory barely moves (< 2 × the 16 MiB byte cap).
 TEST(ImageDecodeTest, BombsDoNotGrowPeakMemory) {
-  const std::vector<std::string> bombs = {Fixture("bad/png_1e6_bomb.png"), Fixture("bad/jpeg_65500.jpg"),
-                                          testing::ProgressiveJpeg(2000)};
+  std::vector<std::string> bombs = {Fixture("bad/png_1e6_bomb.png"), Fixture("bad/jpeg_65500.jpg"),
+                                    testing::ProgressiveJpeg(2000)};
+  for (const char* c : {"tEXt", "zTXt", "iTXt", "sPLT", "pCAL", "sCAL", "iCCP"}) {
+    bombs.push_back(Fixture(std::string("bad/png_") + c + "_2g.png"));
+  }
   {
     std::ofstream reset("/proc/self/clear_refs");
     reset << "5";  // resets VmHWM to the current RSS
   }
   const long before = ReadStatusKb("VmHWM:");
   if (before < 0) GTEST_SKIP() << "no /proc/self/status";
-  for (const std::string& b : bombs) EXPECT_FALSE(DecodeImage(Bytes(b), kDefaultImageLimits, "bomb").ok());
+  for (const std::string& b : bombs)
+    EXPECT_FALSE(DecodeImage(Bytes(b), kDefaultImageLimits, "bomb").ok());
   const long growth_kb = ReadStatusKb("VmHWM:") - before;
   EXPECT_LT(growth_kb, 2 * 16 * 1024) << "peak RSS grew by " << growth_kb << " KiB";
 }

@@ -12,7 +12,7 @@
 
 #include "common/sha256.h"
 #include "model/tokenizer.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {

@@ -7,7 +7,8 @@ Writes tests/fixtures/images/:
                since Pillow cannot write 2/4-bit grey or 16-bit colour
   jpeg/*.jpg   baseline 4:2:0 / 4:2:2 / 4:4:4, progressive, greyscale, restart markers, arithmetic
                coding, an EXIF orientation tag (by Pillow and by libjpeg-turbo's cjpeg)
-  bad/*        crafted rejects: a 65-byte PNG declaring 10^6 x 10^6, a JPEG declaring 65500 x 65500,
+  bad/*        crafted rejects: a 65-byte PNG declaring 10^6 x 10^6, 41-byte PNGs whose ancillary
+               chunk (tEXt, zTXt, iTXt, sPLT, pCAL, sCAL, iCCP) declares ~2 GiB, a JPEG declaring 65500 x 65500,
                CMYK, 12-bit precision, 0x0 PNG, a PNG with a bad CRC (the 1000-scan progressive
                JPEG is made by the C++ test itself with libjpeg: cjpeg caps scripts at 100 scans)
   goldens.json per file: size and the sha256 of the RGB8 pixels from Image.open(f).convert("RGB")
@@ -195,6 +196,12 @@ def bad_cases(tmp):
     zero = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
     bad.append(("png_0x0.png", zero))
+    # 41-byte chunk bombs: a 1x1 IHDR, then the header of an ancillary chunk declaring ~2 GiB with
+    # no data after it. libpng 1.6.39 buffers a handled chunk at its declared length (a benign
+    # error it only warns about), so each of these used to cost 2 GiB and seconds of CPU.
+    for name in (b"tEXt", b"zTXt", b"iTXt", b"sPLT", b"pCAL", b"sCAL", b"iCCP"):
+        head = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+        bad.append((f"png_{name.decode()}_2g.png", head + struct.pack(">I", 0x7FFFFFF0) + name))
     good = encode_png(5, 4, 2, 8, [[(x, y, 9) for x in range(5)] for y in range(4)])
     i = good.index(b"IHDR") + 4 + 13  # IHDR's CRC field
     bad.append(("png_bad_crc.png", good[:i] + bytes([good[i] ^ 0x40]) + good[i + 1:]))

@@ -1,5 +1,5 @@
 // Strict UTF-8 validation (see utf8.h), following the Unicode well-formed byte sequence table.
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace vlmserve {
 
