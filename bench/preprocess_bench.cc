@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "model/image.h"
-#include "model/preprocess.h"
+#include "model/image/image.h"
+#include "model/image/preprocess.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> files;

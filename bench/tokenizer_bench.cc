@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
 
 int main(int argc, char** argv) {
   std::string tok_path, cases_path;

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 
-#include "model/preprocess.h"
-#include "model/tokenizer.h"
+#include "model/runner_factory.h"
+#include "model/text/tokenizer.h"
+#include "model/weights/model_stats.h"
 
 namespace vlmserve {
 namespace {
@@ -13,13 +15,6 @@ namespace {
 int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t)
       .count();
-}
-
-StatusOr<RgbImage> DecodeFrame(const FrameInput& f, const ImageLimits& lim,
-                               const std::string& what) {
-  const auto* p = reinterpret_cast<const uint8_t*>(f.bytes.data());
-  if (f.raw) return RawRgbImage(f.width, f.height, {p, f.bytes.size()}, lim, what);
-  return DecodeImage({p, f.bytes.size()}, lim, what);
 }
 
 // Releases the runner's sequence however the request ends.
@@ -34,32 +29,48 @@ struct SequenceGuard {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Create(const ModelDir& model,
-                                                           std::unique_ptr<ModelRunner> runner,
-                                                           EngineOptions options) {
-  ASSIGN_OR_RETURN(PromptBuilder builder,
-                   PromptBuilder::Create(*model.tokenizer, model.config.mm_tokens_per_image,
-                                         options.prompt_limits));
-  return std::unique_ptr<ServeEngine>(
-      new ServeEngine(model, std::move(runner), std::move(options), std::move(builder)));
+StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& model_dir,
+                                                         const std::string& device,
+                                                         EngineOptions options) {
+  ASSIGN_OR_RETURN(ModelDir loaded, ModelDir::Load(model_dir));
+  auto model = std::make_unique<ModelDir>(std::move(loaded));
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, CreateModelRunner(*model, device));
+  return Create(std::move(model), std::move(runner), std::move(options));
 }
 
-ServeEngine::ServeEngine(const ModelDir& model, std::unique_ptr<ModelRunner> runner,
-                         EngineOptions options, PromptBuilder builder)
-    : model_(model),
+StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Create(std::unique_ptr<ModelDir> model,
+                                                           std::unique_ptr<ModelRunner> runner,
+                                                           EngineOptions options) {
+  if (!model || !runner) return InvalidArgumentError("an engine needs a model and a runner");
+  ASSIGN_OR_RETURN(Gemma3Processor processor,
+                   Gemma3Processor::Create(*model->tokenizer, model->config,
+                                           {options.image_limits, options.prompt_limits}));
+  return std::unique_ptr<ServeEngine>(new ServeEngine(std::move(model), std::move(runner),
+                                                      std::move(options), std::move(processor)));
+}
+
+ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner,
+                         EngineOptions options, Gemma3Processor processor)
+    : model_(std::move(model)),
       runner_(std::move(runner)),
       options_(std::move(options)),
       max_context_(
           options_.max_context_tokens > 0
-              ? std::min(options_.max_context_tokens, model.config.text.max_position_embeddings)
-              : model.config.text.max_position_embeddings),
-      builder_(std::move(builder)) {}
-
-uint64_t ServeRequest::HeldBytes() const {
-  uint64_t n = prompt.size() + system_prompt.size();  // ids are ≤ 128 bytes: not counted
-  for (const FrameInput& f : frames) n += f.bytes.size();
-  if (grid) n += grid->bytes.size();
-  return n;
+              ? std::min(options_.max_context_tokens, model_->config.text.max_position_embeddings)
+              : model_->config.text.max_position_embeddings),
+      processor_(std::move(processor)) {
+  const Gemma3Config& c = model_->config;
+  info_.model_type = c.model_type;
+  info_.architecture = c.architecture;
+  const std::filesystem::path path = std::filesystem::path(model_->path).lexically_normal();
+  info_.model_name = (path.has_filename() ? path : path.parent_path()).filename().string();
+  info_.device = runner_->device();
+  if (auto p = CountParameters(c); p.ok()) info_.parameters = p->total;
+  info_.has_vision = c.has_vision;
+  info_.image_size = c.has_vision ? c.vision.image_size : 0;
+  info_.mm_tokens_per_image = c.has_vision ? c.mm_tokens_per_image : 0;
+  info_.vocab_size = c.text.vocab_size;
+  info_.max_context_tokens = max_context_;
 }
 
 int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int concurrency,
@@ -212,8 +223,8 @@ void ServeEngine::Loop() {
   for (Job& j : dropped) j.sink->OnError(UnavailableError("the server is shutting down"));
 }
 
-StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request) {
-  return Run(request, nullptr, nullptr);
+StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request, ResponseSink* sink) {
+  return Run(request, sink, nullptr);
 }
 
 StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink,
@@ -222,43 +233,16 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   ServeResult out;
   out.timings.queue_us =
       std::chrono::duration_cast<std::chrono::microseconds>(start - r.received).count();
-  const Gemma3Config& cfg = model_.config;
+  const Gemma3Config& cfg = model_->config;
 
-  // 1. Frames → one image → pixel values (+ pan & scan crops).
-  std::vector<float> pixels;
-  int num_crops = 0;
-  const bool has_image = !r.frames.empty() || r.grid.has_value();
-  if (has_image) {
-    if (!cfg.has_vision) return InvalidArgumentError("this model is text-only: send no frames");
-    RgbImage source;
-    if (r.grid) {
-      ASSIGN_OR_RETURN(source, DecodeFrame(*r.grid, options_.image_limits, "grid"));
-    } else {
-      std::vector<RgbImage> frames;
-      for (size_t i = 0; i < r.frames.size(); ++i) {
-        ASSIGN_OR_RETURN(RgbImage f, DecodeFrame(r.frames[i], options_.image_limits,
-                                                 "frames[" + std::to_string(i) + "]"));
-        frames.push_back(std::move(f));
-      }
-      ASSIGN_OR_RETURN(source, ComposeGrid(frames));
-    }
-    PreprocessOptions po;
-    po.size = static_cast<uint32_t>(cfg.vision.image_size);
-    po.pan_and_scan = r.pan_and_scan;
-    ASSIGN_OR_RETURN(PixelValues pv, PreprocessImage(source, po));
-    pixels = std::move(pv.values);
-    num_crops = pv.num_crops;
-  }
-
-  // 2. The prompt.
-  std::vector<PromptMessage> messages;
-  if (!r.system_prompt.empty())
-    messages.push_back({Role::kSystem, {PromptPart::Text(r.system_prompt)}});
-  PromptMessage user{Role::kUser, {}};
-  if (has_image) user.parts.push_back(PromptPart::Image(num_crops));
-  user.parts.push_back(PromptPart::Text(r.prompt));
-  messages.push_back(std::move(user));
-  ASSIGN_OR_RETURN(Prompt prompt, builder_.Build(messages));
+  // 1. Frames → one image → pixel values (+ pan & scan crops); messages → ids.
+  ProcessorInput in;
+  in.images = &r.images;
+  in.system_prompt = r.system_prompt;
+  in.prompt = r.prompt;
+  in.pan_and_scan = r.pan_and_scan;
+  ASSIGN_OR_RETURN(ModelInputs inputs, processor_.Process(in));
+  const Prompt& prompt = inputs.prompt;
   const int64_t need = static_cast<int64_t>(prompt.ids.size()) + r.max_new_tokens;
   if (need > max_context_) {
     return InvalidArgumentError("the prompt is " + std::to_string(prompt.ids.size()) +
@@ -276,8 +260,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   auto t = std::chrono::steady_clock::now();
   std::vector<float> soft;
   if (!prompt.images.empty()) {
-    ASSIGN_OR_RETURN(soft,
-                     runner_->EncodeImages(pixels, static_cast<int64_t>(prompt.images.size())));
+    ASSIGN_OR_RETURN(soft, runner_->EncodeImages(inputs.pixel_values,
+                                                 static_cast<int64_t>(prompt.images.size())));
   }
   out.timings.vision_us = MicrosSince(t);
   RETURN_IF_ERROR(CheckContinue(r, cancelled));
@@ -290,8 +274,8 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
 
   t = std::chrono::steady_clock::now();
   Sampler sampler(r.sampling);
-  DecodeStream stream(*model_.tokenizer, /*skip_special_tokens=*/false);
-  const std::vector<int32_t>& stops = model_.generation.stop_ids;
+  DecodeStream stream(*model_->tokenizer, /*skip_special_tokens=*/false);
+  const std::vector<int32_t>& stops = model_->generation.stop_ids;
   for (int32_t step = 0; step < r.max_new_tokens; ++step) {
     if (Status why = CheckContinue(r, cancelled); !why.ok()) {
       return Status(why.code(), why.message() + " after " + std::to_string(step) + " of at most " +
@@ -321,6 +305,7 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   }
   out.timings.decode_us = MicrosSince(t);
   out.timings.total_us = MicrosSince(r.received);
+  ParseActionText(out.text, &out.action);
   return out;
 }
 

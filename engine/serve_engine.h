@@ -2,12 +2,13 @@
 //
 // Threading contract (see engine/README.md): Submit() may be called from any thread (gRPC
 // reactors); it only checks the queue's capacity (requests and bytes) and enqueues. One engine
-// thread owns the runner and does all model work, one request after another for now: decode
-// frames → grid → preprocess → prompt → vision → prefill → decode, streaming deltas to the
-// request's sink. A request's sink gets zero or more OnDelta calls and then exactly one OnResult or
-// OnError, all from the engine thread. Before a request starts and between its steps the engine
-// checks, in this order: Stop() (UNAVAILABLE), the request's deadline (DEADLINE_EXCEEDED), its
-// cancellation flag (CANCELLED). Batching and admission by KV budget come with the scheduler.
+// thread owns the runner and does all model work, one request after another for now: the
+// processor (frames → grid → pixels; messages → ids) → context check → vision → prefill → decode,
+// streaming deltas to the request's sink. A request's sink gets zero or more OnDelta calls and
+// then exactly one OnResult or OnError, all from the engine thread. Before a request starts and
+// between its steps the engine checks, in this order: Stop() (UNAVAILABLE), the request's deadline
+// (DEADLINE_EXCEEDED), its cancellation flag (CANCELLED). Batching and admission by KV budget come
+// with the scheduler.
 #pragma once
 
 #include <atomic>
@@ -17,66 +18,17 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "common/status.h"
-#include "engine/generate.h"
+#include "engine/request.h"
 #include "engine/sampler.h"
-#include "model/image.h"
 #include "model/model_dir.h"
 #include "model/model_runner.h"
-#include "model/prompt.h"
+#include "model/processor.h"
 
 namespace vlmserve {
-
-// One frame as it arrived: encoded bytes (PNG/JPEG) or raw RGB8.
-struct FrameInput {
-  bool raw = false;
-  std::string bytes;               // encoded image, or raw RGB8 (width * height * 3)
-  uint32_t width = 0, height = 0;  // raw only
-};
-
-struct ServeRequest {
-  std::string request_id, session_id;
-  std::vector<FrameInput> frames;  // 1-4 frames composed into the grid …
-  std::optional<FrameInput> grid;  // … or one pre-composed image; neither for text-only prompts
-  std::string prompt, system_prompt;
-  int32_t max_new_tokens = 64;
-  SamplingParams sampling;
-  bool pan_and_scan = false;
-  std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
-  // The caller's deadline (gRPC's, converted); max() = none.
-  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-
-  // Bytes this request holds while it waits (images and texts): what admission by bytes counts.
-  uint64_t HeldBytes() const;
-};
-
-struct ServeTimings {  // microseconds
-  int64_t queue_us = 0, preprocess_us = 0, vision_us = 0, prefill_us = 0, decode_us = 0;
-  int64_t first_token_us = 0, total_us = 0;
-};
-
-struct ServeResult {
-  std::string text;
-  std::vector<int32_t> tokens;
-  FinishReason finish = FinishReason::kLength;
-  int32_t prompt_tokens = 0;
-  int32_t images = 0;  // image sequences, pan & scan crops included
-  ServeTimings timings;
-};
-
-// Receives one request's output, on the engine thread.
-class ResponseSink {
- public:
-  virtual ~ResponseSink() = default;
-  virtual void OnDelta(std::vector<int32_t> token_ids, std::string text) = 0;
-  virtual void OnResult(ServeResult result) = 0;
-  virtual void OnError(Status status) = 0;
-};
 
 struct EngineOptions {
   ImageLimits image_limits;
@@ -104,6 +56,17 @@ struct EngineStats {
   double mean_service_ms = 0;  // moving average of a started request's time on the engine
 };
 
+// What the transport reports about the served model (GetModelInfo) and validates against.
+struct EngineModelInfo {
+  std::string model_type, architecture;
+  std::string model_name;  // the model directory's name, never its location
+  std::string device;      // the runner's ("cpu", ...)
+  uint64_t parameters = 0;
+  bool has_vision = false;
+  int64_t image_size = 0, mm_tokens_per_image = 0, vocab_size = 0;
+  int64_t max_context_tokens = 0;
+};
+
 // How long a refused client should wait before retrying: the work ahead of it (queued + running
 // requests) divided by the engine's concurrency, at the recent service time; a first guess of
 // `fallback_ms` per request before any has finished. Clamped to [10 ms, 60 s]. Pure, for tests.
@@ -112,16 +75,21 @@ int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int co
 
 class ServeEngine {
  public:
-  // `model` must outlive the engine; the engine owns the runner.
-  static StatusOr<std::unique_ptr<ServeEngine>> Create(const ModelDir& model,
+  // Loads a model directory and creates its runner for `device` (model/runner_factory.h).
+  static StatusOr<std::unique_ptr<ServeEngine>> Load(const std::string& model_dir,
+                                                     const std::string& device,
+                                                     EngineOptions options);
+  // An engine over a loaded model and a given runner (tests use a fake runner).
+  static StatusOr<std::unique_ptr<ServeEngine>> Create(std::unique_ptr<ModelDir> model,
                                                        std::unique_ptr<ModelRunner> runner,
                                                        EngineOptions options);
   ~ServeEngine();  // stops the thread; queued requests get UNAVAILABLE
   ServeEngine(const ServeEngine&) = delete;
   ServeEngine& operator=(const ServeEngine&) = delete;
 
-  // Runs one request synchronously on the calling thread before Start() (a start-up warm-up).
-  StatusOr<ServeResult> RunNow(const ServeRequest& request);
+  // Runs one request synchronously on the calling thread, before Start() (the server's warm-up,
+  // vlmserve-generate). Deltas go to `sink` when given; the result or error is returned.
+  StatusOr<ServeResult> RunNow(const ServeRequest& request, ResponseSink* sink = nullptr);
 
   void Start();
   // Queues a request. RESOURCE_EXHAUSTED (with the queue size) when full, UNAVAILABLE when stopped.
@@ -135,12 +103,12 @@ class ServeEngine {
   EngineStats stats() const;
   // The retry hint for a request refused now (see RetryAfterMs).
   int64_t SuggestRetryAfterMs() const;
-  const ModelDir& model() const { return model_; }
+  const EngineModelInfo& info() const { return info_; }
   int64_t max_context_tokens() const { return max_context_; }
 
  private:
-  ServeEngine(const ModelDir& model, std::unique_ptr<ModelRunner> runner, EngineOptions options,
-              PromptBuilder builder);
+  ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner,
+              EngineOptions options, Gemma3Processor processor);
   struct Job {
     std::shared_ptr<const ServeRequest> request;
     std::shared_ptr<ResponseSink> sink;
@@ -153,11 +121,12 @@ class ServeEngine {
   // OK, or why the request must end now (stop, deadline, cancel — in that order).
   Status CheckContinue(const ServeRequest& r, const std::atomic<bool>* cancelled) const;
 
-  const ModelDir& model_;
+  std::unique_ptr<ModelDir> model_;  // outlives the runner and the processor, which refer to it
   std::unique_ptr<ModelRunner> runner_;
   EngineOptions options_;
   int64_t max_context_;
-  PromptBuilder builder_;
+  Gemma3Processor processor_;
+  EngineModelInfo info_;
   SequenceId next_sequence_ = 1;
 
   mutable std::mutex mu_;

@@ -4,21 +4,24 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "model/json_util.h"
+#include "common/json_util.h"
+#include "model/weights/config_json.h"
 
 namespace vlmserve {
 namespace {
 
 namespace fs = std::filesystem;
 
-Status CheckTokenizerFitsModel(const Tokenizer& tok, const Gemma3Config& c, const std::string& where) {
+Status CheckTokenizerFitsModel(const Tokenizer& tok, const Gemma3Config& c,
+                               const std::string& where) {
   const int64_t vocab = c.text.vocab_size;
   for (int64_t id = vocab; id < static_cast<int64_t>(tok.size()); ++id) {
     if (!tok.IdToToken(static_cast<int32_t>(id))) continue;
     if (c.has_vision && id == c.image_token_id) continue;
     return InvalidArgumentError(where + ": token id " + std::to_string(id) + " (\"" +
                                 *tok.IdToToken(static_cast<int32_t>(id)) +
-                                "\") has no row in the model's embedding of " + std::to_string(vocab));
+                                "\") has no row in the model's embedding of " +
+                                std::to_string(vocab));
   }
   if (c.has_vision) {
     for (auto [text, id] : {std::pair<const char*, int64_t>{"<start_of_image>", c.boi_token_id},
@@ -51,10 +54,13 @@ StatusOr<GenerationDefaults> LoadGenerationConfig(const std::string& path, const
     }
     g.stop_ids = ids;
   }
-  if (auto it = j.find("do_sample"); it != j.end() && it->is_boolean()) g.do_sample = it->get<bool>();
-  if (auto it = j.find("temperature"); it != j.end() && it->is_number()) g.temperature = it->get<float>();
+  if (auto it = j.find("do_sample"); it != j.end() && it->is_boolean())
+    g.do_sample = it->get<bool>();
+  if (auto it = j.find("temperature"); it != j.end() && it->is_number())
+    g.temperature = it->get<float>();
   if (auto it = j.find("top_p"); it != j.end() && it->is_number()) g.top_p = it->get<float>();
-  if (auto it = j.find("top_k"); it != j.end() && it->is_number_integer()) g.top_k = it->get<int32_t>();
+  if (auto it = j.find("top_k"); it != j.end() && it->is_number_integer())
+    g.top_k = it->get<int32_t>();
   return g;
 }
 
@@ -68,8 +74,9 @@ StatusOr<ModelDir> ModelDir::Load(const std::string& dir) {
   const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
   ASSIGN_OR_RETURN(m.tokenizer, Tokenizer::Load(tok_path));
   RETURN_IF_ERROR(CheckTokenizerFitsModel(*m.tokenizer, m.config, tok_path));
-  ASSIGN_OR_RETURN(m.generation,
-                   LoadGenerationConfig((fs::path(dir) / "generation_config.json").string(), m.config));
+  ASSIGN_OR_RETURN(
+      m.generation,
+      LoadGenerationConfig((fs::path(dir) / "generation_config.json").string(), m.config));
   return m;
 }
 

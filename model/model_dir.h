@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "model/checkpoint.h"
-#include "model/config.h"
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
+#include "model/weights/checkpoint.h"
+#include "model/weights/config.h"
 
 namespace vlmserve {
 

@@ -35,4 +35,15 @@ std::string DescribeOptions(const ServerOptions& o) {
   return s.str();
 }
 
+EngineOptions EngineOptionsFor(const ServerOptions& o) {
+  EngineOptions eo;
+  eo.image_limits = o.image;
+  eo.prompt_limits.max_text_bytes = o.max_prompt_bytes + o.max_system_prompt_bytes;
+  eo.max_queue = o.max_queue;
+  eo.max_queued_bytes = o.max_queued_bytes;
+  eo.max_context_tokens = o.max_context_tokens;
+  eo.test_token_delay = o.test_token_delay;
+  return eo;
+}
+
 }  // namespace vlmserve

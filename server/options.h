@@ -57,4 +57,7 @@ struct ServerOptions {
 // One line per setting, for the start-up log.
 std::string DescribeOptions(const ServerOptions& o);
 
+// The engine's share of the settings (limits, queue, test hooks).
+EngineOptions EngineOptionsFor(const ServerOptions& o);
+
 }  // namespace vlmserve

@@ -12,9 +12,6 @@
 #include <fstream>
 
 #include "common/text_safety.h"
-#include "model/cpu_runner.h"
-#include "model/model_dir.h"
-#include "model/model_stats.h"
 
 namespace vlmserve {
 namespace {
@@ -112,50 +109,34 @@ VlmServer::~VlmServer() { Shutdown(std::chrono::milliseconds(0)); }
 
 Status VlmServer::LoadModel() {
   const std::string dir = options_.model_dir.empty() ? BuiltinModelDir() : options_.model_dir;
-  std::string device = options_.device;
-  if (device == "cuda") {
-    return UnimplementedError(
-        "--device cuda: the CUDA runner is not part of this build yet; use --device cpu");
-  }
-  if (device == "auto") device = "cpu";  // the CPU reference runner is the only runner so far
-  if (device != "cpu")
-    return InvalidArgumentError("--device must be auto, cpu or cuda, got " + device);
-  spdlog::info("loading model from {} for {}", dir, device);
+  spdlog::info("loading model from {} for device {}", dir, options_.device);
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = ModelDir::Load(dir);
-  if (!model.ok()) return model.status();
-  auto owned = std::make_unique<ModelDir>(std::move(model).value());
-  ASSIGN_OR_RETURN(auto runner, CpuModelRunner::Create(*owned->checkpoint, owned->config));
+  auto engine = ServeEngine::Load(dir, options_.device, EngineOptionsFor(options_));
+  if (!engine.ok()) return engine.status();
   spdlog::info(
-      "model loaded in {:.0f} ms",
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  return Serve(std::move(owned), std::move(runner), device);
+      "model loaded in {:.0f} ms (runner: {})",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+      (*engine)->info().device);
+  return Serve(std::move(engine));
 }
 
-Status VlmServer::Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner,
-                        const std::string& device) {
+Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
+  if (!engine.ok()) return engine.status();
   auto serving = std::make_shared<ServingModel>();
-  const Gemma3Config& c = model->config;
-  EngineOptions eo;
-  eo.image_limits = options_.image;
-  eo.prompt_limits.max_text_bytes = options_.max_prompt_bytes + options_.max_system_prompt_bytes;
-  eo.max_queue = options_.max_queue;
-  eo.max_queued_bytes = options_.max_queued_bytes;
-  eo.max_context_tokens = options_.max_context_tokens;
-  eo.test_token_delay = options_.test_token_delay;
-  ASSIGN_OR_RETURN(serving->engine, ServeEngine::Create(*model, std::move(runner), eo));
+  serving->engine = std::move(engine).value();
+  const EngineModelInfo& m = serving->engine->info();
 
   // Warm-up: one real request through the whole path before anyone is told we are SERVING.
   ServeRequest warm;
   warm.request_id = "warm-up";
   warm.prompt = "warm-up";
   warm.max_new_tokens = 2;
-  if (c.has_vision) {
-    FrameInput f;
+  if (m.has_vision) {
+    ImageBytes f;
     f.raw = true;
     f.width = f.height = 32;
     f.bytes.assign(32 * 32 * 3, '\0');
-    warm.frames.push_back(std::move(f));
+    warm.images.frames.push_back(std::move(f));
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto result = serving->engine->RunNow(warm);
@@ -165,26 +146,21 @@ Status VlmServer::Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRu
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 
   v1::ModelInfo& info = serving->info;
-  info.set_model_type(c.model_type);
-  info.set_architecture(c.architecture);
-  if (auto p = CountParameters(c); p.ok()) info.set_parameters(p->total);
-  info.set_image_size(c.has_vision ? static_cast<uint32_t>(c.vision.image_size) : 0);
-  info.set_mm_tokens_per_image(c.has_vision ? static_cast<uint32_t>(c.mm_tokens_per_image) : 0);
-  info.set_vocab_size(static_cast<uint32_t>(c.text.vocab_size));
-  info.set_max_context_tokens(static_cast<uint32_t>(serving->engine->max_context_tokens()));
+  info.set_model_type(m.model_type);
+  info.set_architecture(m.architecture);
+  info.set_parameters(m.parameters);
+  info.set_image_size(static_cast<uint32_t>(m.image_size));
+  info.set_mm_tokens_per_image(static_cast<uint32_t>(m.mm_tokens_per_image));
+  info.set_vocab_size(static_cast<uint32_t>(m.vocab_size));
+  info.set_max_context_tokens(static_cast<uint32_t>(m.max_context_tokens));
   info.set_max_new_tokens(options_.max_new_tokens_cap);
   info.set_max_frames(options_.max_frames);
-  info.set_device(device);
+  info.set_device(m.device);
   info.set_server_version(ServerVersion());
-  // The directory's name only: its location on the server's disk is nobody else's business (the
+  // The directory's name only: where it is on the server's disk is nobody else's business (the
   // start-up log says where it was loaded from).
-  info.set_model_path(std::filesystem::path(model->path).lexically_normal().filename().string());
-  if (info.model_path().empty()) {  // "dir/" has an empty filename after normalisation
-    info.set_model_path(
-        std::filesystem::path(model->path).lexically_normal().parent_path().filename().string());
-  }
-  serving->facts = {c.has_vision, c.text.vocab_size};
-  serving->model = std::move(model);
+  info.set_model_path(m.model_name);
+  serving->facts = {m.has_vision, m.vocab_size};
   serving->engine->Start();
   serving_ = serving;
   service_->SetModel(std::move(serving));

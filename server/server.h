@@ -15,7 +15,6 @@
 #include <string>
 
 #include "common/status.h"
-#include "model/model_runner.h"
 #include "server/options.h"
 #include "server/service.h"
 
@@ -30,9 +29,9 @@ class VlmServer {
 
   // Loads options.model_dir (or the built-in model) for options.device, warms up, serves.
   Status LoadModel();
-  // Serves `model` with `runner` (tests use a fake runner for transport-only checks).
-  Status Serve(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelRunner> runner,
-               const std::string& device);
+  // Warms up and serves `engine` (made with EngineOptionsFor(options); tests give an engine over a
+  // fake runner for transport-only checks).
+  Status Serve(StatusOr<std::unique_ptr<ServeEngine>> engine);
 
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(8));
   // Cuts a Shutdown() that is draining short: the remaining calls are cancelled now. Any thread.

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -21,25 +20,6 @@ using Clock = std::chrono::steady_clock;
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
-}
-
-// The generated text parsed as an action when it is a JSON object of strings (best effort: the
-// action grammar that guarantees it comes later).
-void FillAction(const std::string& text, v1::Action* action) {
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return;
-  for (const auto& [key, value] : j.items()) {
-    if (!value.is_string()) continue;
-    const std::string v = value.get<std::string>();
-    if (key == "button")
-      action->set_button(v);
-    else if (key == "reasoning")
-      action->set_reasoning(v);
-    else if (key == "context")
-      action->set_context(v);
-    else
-      (*action->mutable_fields())[key] = v;
-  }
 }
 
 std::string TimingsString(const ServeTimings& t) {
@@ -251,7 +231,12 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       v1::PredictResponse message;
       v1::PredictResult* r = message.mutable_result();
       r->set_text(result_->text);
-      FillAction(result_->text, r->mutable_action());
+      const ParsedAction& a = result_->action;
+      r->mutable_action()->set_button(a.button);
+      r->mutable_action()->set_reasoning(a.reasoning);
+      r->mutable_action()->set_context(a.context);
+      for (const auto& [key, value] : a.fields)
+        (*r->mutable_action()->mutable_fields())[key] = value;
       r->set_finish_reason(result_->finish == FinishReason::kStop ? v1::FINISH_REASON_STOP
                                                                   : v1::FINISH_REASON_LENGTH);
       r->mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(result_->prompt_tokens));

@@ -30,14 +30,12 @@
 
 namespace vlmserve {
 
-// A loaded model and the engine serving it. Calls in flight hold a reference, so shutting down
-// never pulls the engine from under them; the engine is destroyed before the model it reads.
+// The engine serving a model (it owns the model). Calls in flight hold a reference, so shutting
+// down never pulls the engine from under them.
 struct ServingModel {
-  std::unique_ptr<ModelDir> model;
   std::unique_ptr<ServeEngine> engine;
   v1::ModelInfo info;
   ModelFacts facts;
-  ~ServingModel() { engine.reset(); }
 };
 
 // How Predict calls ended, for the shutdown summary, tests and (later) the metrics endpoint.

@@ -31,8 +31,8 @@ bool IsIdChar(char c) {
          c == '_' || c == ':' || c == '-';
 }
 
-StatusOr<FrameInput> CheckImage(v1::Image& image, const std::string& what, const ImageLimits& lim) {
-  FrameInput f;
+StatusOr<ImageBytes> CheckImage(v1::Image& image, const std::string& what, const ImageLimits& lim) {
+  ImageBytes f;
   switch (image.source_case()) {
     case v1::Image::kEncoded:
       if (image.encoded().empty()) return InvalidArgumentError(what + ": empty image data");
@@ -103,24 +103,26 @@ StatusOr<ServeRequest> ValidatePredictRequest(v1::PredictRequest& in, const Serv
                                 std::to_string(in.frames_size()));
   }
   for (int i = 0; i < in.frames_size(); ++i) {
-    ASSIGN_OR_RETURN(FrameInput f, CheckImage(*in.mutable_frames(i),
+    ASSIGN_OR_RETURN(ImageBytes f, CheckImage(*in.mutable_frames(i),
                                               "frames[" + std::to_string(i) + "]", opt.image));
-    r.frames.push_back(std::move(f));
+    r.images.frames.push_back(std::move(f));
   }
   // Raw frames declare their sizes: a mismatch is caught here, before anything is decoded.
-  for (size_t i = 1; i < r.frames.size(); ++i) {
-    if (r.frames[i].raw && r.frames[0].raw &&
-        (r.frames[i].width != r.frames[0].width || r.frames[i].height != r.frames[0].height)) {
-      return InvalidArgumentError(
-          "frames[" + std::to_string(i) + "] is " + std::to_string(r.frames[i].width) + "x" +
-          std::to_string(r.frames[i].height) + " but frames[0] is " +
-          std::to_string(r.frames[0].width) + "x" + std::to_string(r.frames[0].height) +
-          "; all frames of a grid must have the same size");
+  for (size_t i = 1; i < r.images.frames.size(); ++i) {
+    if (r.images.frames[i].raw && r.images.frames[0].raw &&
+        (r.images.frames[i].width != r.images.frames[0].width ||
+         r.images.frames[i].height != r.images.frames[0].height)) {
+      return InvalidArgumentError("frames[" + std::to_string(i) + "] is " +
+                                  std::to_string(r.images.frames[i].width) + "x" +
+                                  std::to_string(r.images.frames[i].height) + " but frames[0] is " +
+                                  std::to_string(r.images.frames[0].width) + "x" +
+                                  std::to_string(r.images.frames[0].height) +
+                                  "; all frames of a grid must have the same size");
     }
   }
   if (has_grid) {
-    ASSIGN_OR_RETURN(FrameInput g, CheckImage(*in.mutable_grid(), "grid", opt.image));
-    r.grid = std::move(g);
+    ASSIGN_OR_RETURN(ImageBytes g, CheckImage(*in.mutable_grid(), "grid", opt.image));
+    r.images.grid = std::move(g);
   }
 
   // Text.

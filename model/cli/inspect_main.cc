@@ -10,13 +10,13 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
-#include "model/checkpoint.h"
-#include "model/config.h"
-#include "model/model_stats.h"
+#include "model/weights/checkpoint.h"
+#include "model/weights/config_json.h"
+#include "model/weights/model_stats.h"
 
 namespace vlmserve {
 namespace {
@@ -127,14 +127,17 @@ ordered_json ToJson(const Report& r) {
                          {"parameters", r.params.language_model}};
   if (r.weights) {
     const StoredWeights& w = *r.weights;
-    ordered_json stored = {{"total", w.params.total}, {"language_model", w.params.language_model},
+    ordered_json stored = {{"total", w.params.total},
+                           {"language_model", w.params.language_model},
                            {"lm_head", w.params.lm_head}};
     if (c.has_vision) {
       stored["vision_tower"] = w.params.vision_tower;
       stored["projector"] = w.params.projector;
     }
-    j["weights"] = {{"files", w.files},          {"dtype", w.dtype},
-                    {"naming", w.naming},        {"tensor_bytes", w.tensor_bytes},
+    j["weights"] = {{"files", w.files},
+                    {"dtype", w.dtype},
+                    {"naming", w.naming},
+                    {"tensor_bytes", w.tensor_bytes},
                     {"stored_parameters", stored}};
   } else {
     j["weights"] = nullptr;
@@ -160,29 +163,29 @@ void PrintText(const Report& r) {
               c.dtype.empty() ? "" : ", stored as ", c.dtype.c_str());
   if (c.has_vision) {
     const SiglipVisionConfig& v = c.vision;
-    std::printf("vision tower     SigLIP: %ld layers, width %ld, %ld heads x %ld, MLP %ld; "
-                "%ld px images, patch %ld -> %ld x %ld = %ld patches%s\n",
-                v.num_hidden_layers, v.hidden_size, v.num_attention_heads, v.head_dim(),
-                v.intermediate_size, v.image_size, v.patch_size, v.patches_per_side(),
-                v.patches_per_side(), v.num_patches(),
-                v.use_head ? "; builds the unused pooling head" : "");
-    std::printf("projector        average-pool %ld x %ld -> %ld tokens per image, "
-                "RMSNorm(%ld), %ld -> %ld\n",
-                c.pool_kernel(), c.pool_kernel(), c.mm_tokens_per_image, v.hidden_size,
-                v.hidden_size, t.hidden_size);
+    std::printf(
+        "vision tower     SigLIP: %ld layers, width %ld, %ld heads x %ld, MLP %ld; "
+        "%ld px images, patch %ld -> %ld x %ld = %ld patches%s\n",
+        v.num_hidden_layers, v.hidden_size, v.num_attention_heads, v.head_dim(),
+        v.intermediate_size, v.image_size, v.patch_size, v.patches_per_side(), v.patches_per_side(),
+        v.num_patches(), v.use_head ? "; builds the unused pooling head" : "");
+    std::printf(
+        "projector        average-pool %ld x %ld -> %ld tokens per image, "
+        "RMSNorm(%ld), %ld -> %ld\n",
+        c.pool_kernel(), c.pool_kernel(), c.mm_tokens_per_image, v.hidden_size, v.hidden_size,
+        t.hidden_size);
   }
   std::string globals;
   for (int64_t i : GlobalLayers(t)) globals += (globals.empty() ? "" : " ") + std::to_string(i);
-  std::printf("language model   %ld layers (%ld sliding-window %ld, %ld global: %s), width %ld, "
-              "%ld q / %ld kv heads x %ld, MLP %ld, vocab %ld, LM head %s\n",
-              t.num_hidden_layers, t.NumLayersOfType(LayerType::kSlidingAttention),
-              t.sliding_window, t.NumLayersOfType(LayerType::kFullAttention),
-              globals.empty() ? "none" : globals.c_str(), t.hidden_size, t.num_attention_heads,
-              t.num_key_value_heads, t.head_dim, t.intermediate_size, t.vocab_size,
-              t.tie_word_embeddings ? "tied to the embedding" : "separate");
+  std::printf(
+      "language model   %ld layers (%ld sliding-window %ld, %ld global: %s), width %ld, "
+      "%ld q / %ld kv heads x %ld, MLP %ld, vocab %ld, LM head %s\n",
+      t.num_hidden_layers, t.NumLayersOfType(LayerType::kSlidingAttention), t.sliding_window,
+      t.NumLayersOfType(LayerType::kFullAttention), globals.empty() ? "none" : globals.c_str(),
+      t.hidden_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim, t.intermediate_size,
+      t.vocab_size, t.tie_word_embeddings ? "tied to the embedding" : "separate");
   std::printf("                 RoPE global: %s; local: %s; attention scale %g\n",
-              RopeText(t.rope_full).c_str(), RopeText(t.rope_sliding).c_str(),
-              t.AttentionScale());
+              RopeText(t.rope_full).c_str(), RopeText(t.rope_sliding).c_str(), t.AttentionScale());
   std::printf("\nparameters\n");
   if (c.has_vision) {
     std::printf("  vision tower   %18s\n", Grouped(r.params.vision_tower).c_str());
@@ -196,27 +199,27 @@ void PrintText(const Report& r) {
     const StoredWeights& w = *r.weights;
     std::printf("\nstored weights   %zu file(s), %s, %s bytes, names %s\n", w.files.size(),
                 w.dtype.c_str(), Grouped(w.tensor_bytes).c_str(), w.naming.c_str());
-    std::printf("  counted from the tensors: vision %s, projector %s, language model %s%s, "
-                "total %s (validated against the config)\n",
-                Grouped(w.params.vision_tower).c_str(), Grouped(w.params.projector).c_str(),
-                Grouped(w.params.language_model).c_str(),
-                w.params.lm_head ? (", LM head " + Grouped(w.params.lm_head)).c_str() : "",
-                Grouped(w.params.total).c_str());
+    std::printf(
+        "  counted from the tensors: vision %s, projector %s, language model %s%s, "
+        "total %s (validated against the config)\n",
+        Grouped(w.params.vision_tower).c_str(), Grouped(w.params.projector).c_str(),
+        Grouped(w.params.language_model).c_str(),
+        w.params.lm_head ? (", LM head " + Grouped(w.params.lm_head)).c_str() : "",
+        Grouped(w.params.total).c_str());
   }
   std::printf("\nweights in memory\n");
   std::printf("  bf16           %18s bytes  %s\n", Grouped(r.memory.weights_bf16_bytes).c_str(),
               Gigabytes(r.memory.weights_bf16_bytes).c_str());
-  std::printf("  fp8            %18s bytes  %s  (linear-layer matrices 1 byte; embeddings, norms, "
-              "biases bf16)\n",
-              Grouped(r.memory.weights_fp8_bytes).c_str(),
-              Gigabytes(r.memory.weights_fp8_bytes).c_str());
+  std::printf(
+      "  fp8            %18s bytes  %s  (linear-layer matrices 1 byte; embeddings, norms, "
+      "biases bf16)\n",
+      Grouped(r.memory.weights_fp8_bytes).c_str(), Gigabytes(r.memory.weights_fp8_bytes).c_str());
   std::printf("\nKV cache (bf16)\n");
   std::printf("  per token      %18s bytes  (%s per layer x %ld layers)\n",
               Grouped(r.memory.kv_bytes_per_token).c_str(),
               Grouped(r.memory.kv_bytes_per_token_per_layer).c_str(), t.num_hidden_layers);
   std::printf("  at %-8s     %18s bytes  (sliding layers keep at most %ld tokens)\n",
-              Grouped(r.kv_context).c_str(), Grouped(r.kv_context_bytes).c_str(),
-              t.sliding_window);
+              Grouped(r.kv_context).c_str(), Grouped(r.kv_context_bytes).c_str(), t.sliding_window);
 }
 
 int Run(int argc, char** argv) {

@@ -11,10 +11,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "model/config.h"
-#include "model/image.h"
-#include "model/json_util.h"
-#include "model/preprocess.h"
+#include "common/json_util.h"
+#include "model/processor.h"
+#include "model/weights/config_json.h"
 
 namespace vlmserve {
 namespace {
@@ -24,24 +23,29 @@ int Fail(const Status& s) {
   return 1;
 }
 
-StatusOr<RgbImage> Load(const std::string& path, const std::string& what) {
-  ASSIGN_OR_RETURN(std::string bytes, ReadFileBounded(path, kDefaultImageLimits.max_encoded_bytes));
-  return DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
-                     kDefaultImageLimits, what + " (" + path + ")");
+StatusOr<ImageBytes> Read(const std::string& path, const std::string& what) {
+  ImageBytes b;
+  auto bytes = ReadFileBounded(path, kDefaultImageLimits.max_encoded_bytes);
+  if (!bytes.ok()) return bytes.status().WithPrefix(what + " (" + path + ")");
+  b.bytes = std::move(bytes).value();
+  b.name = what + " (" + path + ")";
+  return b;
 }
 
 int Run(int argc, char** argv) {
-  CLI::App app{"vlmserve-preprocess: decode an image (or compose 1-4 frames into the 2x2 grid: "
-               "t0 t1 / t2 t3, missing quadrants black), resize it with Pillow-exact BILINEAR to "
-               "the model's size, normalise to [-1, 1], and write float32 [n, 3, size, size] "
-               "(full image first, then pan & scan crops)."};
+  CLI::App app{
+      "vlmserve-preprocess: decode an image (or compose 1-4 frames into the 2x2 grid: "
+      "t0 t1 / t2 t3, missing quadrants black), resize it with Pillow-exact BILINEAR to "
+      "the model's size, normalise to [-1, 1], and write float32 [n, 3, size, size] "
+      "(full image first, then pan & scan crops)."};
   std::string image, config, out;
   std::vector<std::string> frames;
   uint32_t size = 0;
   bool pan_and_scan = false;
-  auto* img_opt = app.add_option("--image", image, "A PNG or JPEG image (e.g. a pre-composed grid)");
-  auto* frames_opt = app.add_option("--frames", frames, "1 to 4 frames of one size, oldest first")
-                         ->expected(1, 4);
+  auto* img_opt =
+      app.add_option("--image", image, "A PNG or JPEG image (e.g. a pre-composed grid)");
+  auto* frames_opt =
+      app.add_option("--frames", frames, "1 to 4 frames of one size, oldest first")->expected(1, 4);
   img_opt->excludes(frames_opt);
   auto* size_opt = app.add_option("--size", size, "Output side in pixels (896 for Gemma 3)")
                        ->check(CLI::Range(1u, 8192u));
@@ -66,30 +70,26 @@ int Run(int argc, char** argv) {
   if (!config.empty()) {
     auto c = LoadGemma3Config(config);
     if (!c.ok()) return Fail(c.status());
-    if (!c->has_vision) return Fail(InvalidArgumentError(config + ": a text-only model has no image size"));
+    if (!c->has_vision)
+      return Fail(InvalidArgumentError(config + ": a text-only model has no image size"));
     size = static_cast<uint32_t>(c->vision.image_size);
   }
 
-  RgbImage source;
+  // The processor's image half: the same decode → grid → resize → normalise as the server.
+  ImageInput input;
   if (!image.empty()) {
-    auto img = Load(image, "image");
-    if (!img.ok()) return Fail(img.status());
-    source = std::move(img).value();
-  } else {
-    std::vector<RgbImage> decoded;
-    for (size_t i = 0; i < frames.size(); ++i) {
-      auto img = Load(frames[i], "frames[" + std::to_string(i) + "]");
-      if (!img.ok()) return Fail(img.status());
-      decoded.push_back(std::move(img).value());
-    }
-    auto grid = ComposeGrid(decoded);
-    if (!grid.ok()) return Fail(grid.status());
-    source = std::move(grid).value();
+    auto b = Read(image, "image");
+    if (!b.ok()) return Fail(b.status());
+    input.grid = std::move(b).value();
   }
-  PreprocessOptions opt;
-  opt.size = size;
-  opt.pan_and_scan = pan_and_scan;
-  auto pv = PreprocessImage(source, opt);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    auto b = Read(frames[i], "frames[" + std::to_string(i) + "]");
+    if (!b.ok()) return Fail(b.status());
+    input.frames.push_back(std::move(b).value());
+  }
+  uint32_t width = 0, height = 0;
+  auto pv = Gemma3Processor::PreprocessInput(input, size, pan_and_scan, kDefaultImageLimits, &width,
+                                             &height);
   if (!pv.ok()) return Fail(pv.status());
   std::ofstream f(out, std::ios::binary);
   f.write(reinterpret_cast<const char*>(pv->values.data()),
@@ -101,7 +101,7 @@ int Run(int argc, char** argv) {
       {"layout", "NCHW"},
       {"shape", {pv->num_images(), 3, size, size}},
       {"num_crops", pv->num_crops},
-      {"source", {{"width", source.width}, {"height", source.height}, {"frames", frames.size()}}}};
+      {"source", {{"width", width}, {"height", height}, {"frames", frames.size()}}}};
   std::printf("%s\n", line.dump().c_str());
   return 0;
 }

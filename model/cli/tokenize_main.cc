@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
 
 namespace vlmserve {
 namespace {
@@ -24,9 +24,10 @@ int Fail(size_t line, const std::string& why) {
 }
 
 int Run(int argc, char** argv) {
-  CLI::App app{"vlmserve-tokenize: encode JSON lines {\"text\": ...} from stdin into JSON arrays "
-               "of token ids (or decode arrays back to text with --decode), exactly as HF "
-               "tokenizers does with the same tokenizer.json."};
+  CLI::App app{
+      "vlmserve-tokenize: encode JSON lines {\"text\": ...} from stdin into JSON arrays "
+      "of token ids (or decode arrays back to text with --decode), exactly as HF "
+      "tokenizers does with the same tokenizer.json."};
   std::string path;
   bool no_bos = false, no_special = false, decode = false, skip_special = false;
   app.add_option("--tokenizer", path, "tokenizer.json (e.g. ../shared/gemma3/tokenizer.json)")

@@ -46,22 +46,26 @@ def main():
     from std_grpc.reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
     from vlmserve.v1 import vlmserve_pb2, vlmserve_pb2_grpc
 
-    port_file = os.path.join(tmp, "port")
-    server = subprocess.Popen([args.server, "--port", "0", "--port-file", port_file, "--model", args.model],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    def start_server(name, *extra):
+        """Starts the server on a free port; returns (process, channel, health stub, last health)."""
+        port_file = os.path.join(tmp, name)
+        proc = subprocess.Popen([args.server, "--port", "0", "--port-file", port_file, "--model", args.model,
+                                 *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(300):
             if os.path.exists(port_file) and open(port_file).read().strip():
                 break
             time.sleep(0.05)
-        port = int(open(port_file).read())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        health = health_pb2_grpc.HealthStub(channel)
+        chan = grpc.insecure_channel(f"127.0.0.1:{int(open(port_file).read())}")
+        stub = health_pb2_grpc.HealthStub(chan)
         for _ in range(300):
-            status = health.Check(health_pb2.HealthCheckRequest()).status
+            status = stub.Check(health_pb2.HealthCheckRequest()).status
             if status == health_pb2.HealthCheckResponse.SERVING:
                 break
             time.sleep(0.05)
+        return proc, chan, stub, status
+
+    server, channel, health, status = start_server("port")
+    try:
         assert status == health_pb2.HealthCheckResponse.SERVING, status
         svc = health.Check(health_pb2.HealthCheckRequest(service="vlmserve.v1.VlmService")).status
         assert svc == health_pb2.HealthCheckResponse.SERVING, svc
@@ -164,21 +168,10 @@ def main():
 
     # Two signals: the first starts the drain (health NOT_SERVING, the stream keeps going), the
     # second cancels the stream at once and the server exits 0.
-    port_file2 = os.path.join(tmp, "port2")
-    server = subprocess.Popen([args.server, "--port", "0", "--port-file", port_file2, "--model", args.model,
-                               "--test-token-delay-ms", "100", "--drain-timeout", "60"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server, channel, health, status = start_server("port2", "--test-token-delay-ms", "100",
+                                                   "--drain-timeout", "60")
     try:
-        for _ in range(300):
-            if os.path.exists(port_file2) and open(port_file2).read().strip():
-                break
-            time.sleep(0.05)
-        channel = grpc.insecure_channel(f"127.0.0.1:{int(open(port_file2).read())}")
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(300):
-            if health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING:
-                break
-            time.sleep(0.05)
+        assert status == health_pb2.HealthCheckResponse.SERVING, status
         stub = vlmserve_pb2_grpc.VlmServiceStub(channel)
         long_req = vlmserve_pb2.PredictRequest(prompt=b"count", request_id="py-drain")
         long_req.grid.encoded = open(args.image, "rb").read()

@@ -435,7 +435,8 @@ FakeServer StartFakeWith(const ServerOptions& o, std::chrono::milliseconds delay
   auto owned = std::make_unique<ModelDir>(std::move(model).value());
   auto fake = std::make_unique<testing::FakeModelRunner>(owned->config, delay);
   f.fake = fake.get();
-  Status st = f.running.server->Serve(std::move(owned), std::move(fake), "fake");
+  Status st = f.running.server->Serve(
+      ServeEngine::Create(std::move(owned), std::move(fake), EngineOptionsFor(o)));
   EXPECT_TRUE(st.ok()) << st.ToString();
   return f;
 }

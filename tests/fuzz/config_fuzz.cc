@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "model/config.h"
-#include "model/model_stats.h"
+#include "model/weights/config_json.h"
+#include "model/weights/model_stats.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -1,7 +1,7 @@
 // Fuzz target: JPEG decoding of arbitrary bytes. Decoded images must have consistent sizes.
 #include <cstdlib>
 
-#include "model/image.h"
+#include "model/image/image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   vlmserve::ImageLimits lim;

@@ -37,9 +37,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       continue;
     }
     if (r->request_id.empty() || r->request_id.size() > options.max_request_id_bytes) std::abort();
-    if (r->frames.size() > options.max_frames) std::abort();
-    if (!r->frames.empty() && r->grid) std::abort();
-    if (vision == (r->frames.empty() && !r->grid)) std::abort();
+    if (r->images.frames.size() > options.max_frames) std::abort();
+    if (!r->images.frames.empty() && r->images.grid) std::abort();
+    if (vision == (r->images.frames.empty() && !r->images.grid)) std::abort();
     if (r->prompt.size() > options.max_prompt_bytes) std::abort();
     if (r->max_new_tokens < 1 ||
         r->max_new_tokens > static_cast<int32_t>(options.max_new_tokens_cap))
@@ -48,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (s.top_k < 0 || s.top_k > model.vocab_size) std::abort();
     if (!(s.temperature >= 0) || !std::isfinite(s.temperature) || !(s.top_p > 0 && s.top_p <= 1))
       std::abort();
-    for (const auto& f : r->frames) {
+    for (const auto& f : r->images.frames) {
       if (f.raw && f.bytes.size() != uint64_t{f.width} * f.height * 3) std::abort();
       if (!f.raw && (f.bytes.empty() || f.bytes.size() > options.image.max_encoded_bytes))
         std::abort();

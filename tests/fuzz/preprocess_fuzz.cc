@@ -2,8 +2,8 @@
 // pan & scan at a small size — on arbitrary bytes. Output sizes must be consistent.
 #include <cstdlib>
 
-#include "model/image.h"
-#include "model/preprocess.h"
+#include "model/image/image.h"
+#include "model/image/preprocess.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   vlmserve::ImageLimits lim;

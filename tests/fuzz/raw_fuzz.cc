@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "model/image.h"
+#include "model/image/image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 8) return 0;
@@ -12,7 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(&h, data + 4, 4);
   w %= 4096;  // mostly plausible sizes, still hitting every branch
   h %= 4096;
-  auto img = vlmserve::RawRgbImage(w, h, {data + 8, size - 8}, vlmserve::kDefaultImageLimits, "fuzz");
+  auto img =
+      vlmserve::RawRgbImage(w, h, {data + 8, size - 8}, vlmserve::kDefaultImageLimits, "fuzz");
   if (img.ok() && img->rgb.size() != size - 8) std::abort();
   (void)vlmserve::SniffImageFormat({data, size});
   return 0;

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "model/safetensors.h"
+#include "model/weights/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> bytes(data, size);

@@ -8,13 +8,14 @@
 #include <memory>
 #include <vector>
 
-#include "model/tokenizer.h"
 #include "common/utf8.h"
+#include "model/text/tokenizer.h"
 
 namespace {
 const vlmserve::Tokenizer& Tok() {
   static std::unique_ptr<vlmserve::Tokenizer> tok = [] {
-    auto t = vlmserve::Tokenizer::Load(VLMSERVE_SOURCE_DIR "/tests/fixtures/tokenizer/tiny/tokenizer.json");
+    auto t = vlmserve::Tokenizer::Load(VLMSERVE_SOURCE_DIR
+                                       "/tests/fixtures/tokenizer/tiny/tokenizer.json");
     if (!t.ok()) std::abort();
     return std::move(t).value();
   }();

@@ -22,6 +22,7 @@ class FakeModelRunner : public ModelRunner {
       : config_(std::move(config)), delay_(delay), first_(first_token), cycle_(cycle) {}
 
   const Gemma3Config& config() const override { return config_; }
+  const char* device() const override { return "fake"; }
   StatusOr<std::vector<float>> EncodeImages(std::span<const float>, int64_t n) override {
     return std::vector<float>(
         static_cast<size_t>(n * config_.mm_tokens_per_image * config_.text.hidden_size), 0.f);
@@ -62,7 +63,11 @@ class FakeModelRunner : public ModelRunner {
  private:
   std::vector<float> Logits(SequenceId id) {
     std::vector<float> l(static_cast<size_t>(config_.text.vocab_size), 0.f);
-    l[static_cast<size_t>(first_ + steps_[id] % cycle_)] = 10.f;
+    const int64_t token = first_ + steps_[id] % cycle_;
+    if (token < 0 || token >= config_.text.vocab_size) {
+      throw std::out_of_range("fake runner: token " + std::to_string(token) + " is not an id");
+    }
+    l[static_cast<size_t>(token)] = 10.f;
     return l;
   }
   Gemma3Config config_;

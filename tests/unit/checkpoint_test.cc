@@ -1,7 +1,9 @@
 // Checkpoint loading against checkpoints saved by transformers (tests/fixtures/checkpoints, made by
-// tools/golden/make_checkpoint_fixtures.py): every layout and naming convention loads, every tensor's
-// bytes are found at the right place, and parameter counts equal transformers'. Then corrupt model
-// directories, each rejected with an error naming the file and the tensor.
+// tools/golden/make_checkpoint_fixtures.py): every layout and naming convention loads, every
+// tensor's bytes are found at the right place, and parameter counts equal transformers'. Then
+// corrupt model directories, each rejected with an error naming the file and the tensor.
+#include "model/weights/checkpoint.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,8 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/cpu/bf16.h"
-#include "model/checkpoint.h"
-#include "model/config.h"
+#include "model/weights/config_json.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -25,9 +26,12 @@ using vlmserve::testing::FixturePath;
 float HalfToFloat(uint16_t h) {  // IEEE fp16 → fp32, exact
   const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
   float v;
-  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);
-  else if (exp == 31) v = mant ? NAN : INFINITY;
-  else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  if (exp == 0)
+    v = std::ldexp(static_cast<float>(mant), -24);
+  else if (exp == 31)
+    v = mant ? NAN : INFINITY;
+  else
+    v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
   return sign ? -v : v;
 }
 
@@ -102,7 +106,8 @@ INSTANTIATE_TEST_SUITE_P(Transformers, CheckpointFixtureTest,
                                            "text-untied-bf16"),
                          [](const auto& param_info) {
                            std::string s = param_info.param;
-                           for (char& ch : s) if (ch == '-') ch = '_';
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
                            return s;
                          });
 
@@ -129,7 +134,8 @@ void WriteSafetensors(const fs::path& path, const std::vector<RawTensor>& tensor
   }
   const std::string h = header.dump();
   std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
   std::ofstream(path, std::ios::binary) << out << h << data;
 }
 
@@ -147,8 +153,9 @@ std::vector<RawTensor> ReadAll(const fs::path& path) {
 class CorruptCheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("vlmserve_ckpt_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() /
+            ("vlmserve_ckpt_test_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     dir_ = root_ / "model";
     fs::create_directories(root_);
@@ -177,7 +184,9 @@ class CorruptCheckpointTest : public ::testing::Test {
     std::ifstream in(dir_ / "model.safetensors.index.json");
     return json::parse(in);
   }
-  void WriteIndex(const json& j) { std::ofstream(dir_ / "model.safetensors.index.json") << j.dump(); }
+  void WriteIndex(const json& j) {
+    std::ofstream(dir_ / "model.safetensors.index.json") << j.dump();
+  }
 
   fs::path root_, dir_;
 };
@@ -233,7 +242,8 @@ TEST_F(CorruptCheckpointTest, TwoConventionsForOneTensor) {
     }
   }
   WriteSafetensors(dir_ / "model.safetensors", t);
-  ExpectError(c, StatusCode::kInvalidArgument, "are both lm.norm.weight (two naming conventions mixed)");
+  ExpectError(c, StatusCode::kInvalidArgument,
+              "are both lm.norm.weight (two naming conventions mixed)");
 }
 
 TEST_F(CorruptCheckpointTest, TiedHeadThatDiffersFromTheEmbedding) {
@@ -258,7 +268,8 @@ TEST_F(CorruptCheckpointTest, CorruptSafetensorsHeaderNamesTheFile) {
   f.seekp(8);
   f.put('[');
   f.close();
-  ExpectError(c, StatusCode::kInvalidArgument, "/model.safetensors: header does not start with '{'");
+  ExpectError(c, StatusCode::kInvalidArgument,
+              "/model.safetensors: header does not start with '{'");
 }
 
 TEST_F(CorruptCheckpointTest, SymlinkOutsideTheModelDirectory) {
@@ -278,7 +289,8 @@ TEST_F(CorruptCheckpointTest, IndexEscapesTheModelDirectory) {
   WriteIndex(idx);
   ExpectError(c, StatusCode::kInvalidArgument,
               "names \"../escaped.safetensors\", which resolves to " +
-                  fs::canonical(root_).string() + "/escaped.safetensors, outside the model directory");
+                  fs::canonical(root_).string() +
+                  "/escaped.safetensors, outside the model directory");
 }
 
 TEST_F(CorruptCheckpointTest, IndexNamesAMissingShard) {
@@ -286,7 +298,8 @@ TEST_F(CorruptCheckpointTest, IndexNamesAMissingShard) {
   json idx = ReadIndex();
   idx["weight_map"].begin().value() = "model-00009-of-00009.safetensors";
   WriteIndex(idx);
-  ExpectError(c, StatusCode::kNotFound, "names \"model-00009-of-00009.safetensors\", which does not exist");
+  ExpectError(c, StatusCode::kNotFound,
+              "names \"model-00009-of-00009.safetensors\", which does not exist");
 }
 
 TEST_F(CorruptCheckpointTest, IndexPutsATensorInTheWrongShard) {

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "model/config.h"
-#include "model/model_stats.h"
+#include "model/weights/config_json.h"
+#include "model/weights/model_stats.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -107,7 +107,8 @@ INSTANTIATE_TEST_SUITE_P(Transformers, ConfigFixtureTest,
                                            "tiny-text-untied"),
                          [](const auto& param_info) {
                            std::string s = param_info.param;
-                           for (char& ch : s) if (ch == '-') ch = '_';
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
                            return s;
                          });
 
@@ -138,13 +139,13 @@ TEST(ConfigTest, Published4BMatchesSpec) {
 
   auto m = EstimateMemory(*c);
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(m->weights_bf16_bytes, 8'600'158'944u);  // the hub index's total_size
+  EXPECT_EQ(m->weights_bf16_bytes, 8'600'158'944u);   // the hub index's total_size
   EXPECT_EQ(m->kv_bytes_per_token_per_layer, 4096u);  // 2 · 4 kv heads · 256 · 2 bytes
   EXPECT_EQ(m->kv_bytes_per_token, 139'264u);         // × 34 layers = 136 KiB
   // fp8: linear matrices from spec §10.1 — SigLIP 27 × (4·1152² + 2·1152·4304) + conv 1152·588,
   // projector 1152·2560, LM 34 × (15,728,640 attention + 78,643,200 MLP) — in 1 byte, rest bf16.
-  const uint64_t linear = 27ull * (4 * 1152 * 1152 + 2 * 1152 * 4304) + 1152 * 588 +
-                          1152 * 2560 + 34ull * (15'728'640 + 78'643'200);
+  const uint64_t linear = 27ull * (4 * 1152 * 1152 + 2 * 1152 * 4304) + 1152 * 588 + 1152 * 2560 +
+                          34ull * (15'728'640 + 78'643'200);
   EXPECT_EQ(m->weights_fp8_bytes, linear + 2 * (4'300'079'472ull - linear));
   // KV for 4096 tokens: 5 global layers keep 4096, 29 sliding layers keep 1024.
   auto kv = KvCacheBytes(*c, 4096);
@@ -235,19 +236,18 @@ std::vector<BadConfig> BadConfigs() {
        "invalid JSON"},
       {"too_deep", [] { return std::string(200, '[') + std::string(200, ']'); }, kInvalid,
        "nested deeper than 16"},
-      {"too_large", [] { return "{\"model_type\":\"gemma3\",\"pad\":\"" +
-                                std::string(2 << 20, 'x') + "\"}"; },
+      {"too_large",
+       [] { return "{\"model_type\":\"gemma3\",\"pad\":\"" + std::string(2 << 20, 'x') + "\"}"; },
        kInvalid, "over the limit of 1048576"},
       {"missing_model_type", [] { return Mutated([](json& j) { j.erase("model_type"); }); },
        kInvalid, "model_type: is missing"},
       {"unknown_model_type", [] { return Mutated([](json& j) { j["model_type"] = "llama"; }); },
        kInvalid, "\"llama\" is not a Gemma 3 model"},
       {"wrong_text_model_type",
-       [] { return Mutated([](json& j) { j["text_config"]["model_type"] = "gemma2"; }); },
-       kInvalid, "text_config.model_type"},
-      {"text_config_not_object",
-       [] { return Mutated([](json& j) { j["text_config"] = "big"; }); }, kInvalid,
-       "text_config: must be a JSON object"},
+       [] { return Mutated([](json& j) { j["text_config"]["model_type"] = "gemma2"; }); }, kInvalid,
+       "text_config.model_type"},
+      {"text_config_not_object", [] { return Mutated([](json& j) { j["text_config"] = "big"; }); },
+       kInvalid, "text_config: must be a JSON object"},
       {"hidden_size_zero",
        [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = 0; }); }, kInvalid,
        "text_config.hidden_size: value 0 is outside the supported range [1, 65536]"},
@@ -258,23 +258,22 @@ std::vector<BadConfig> BadConfigs() {
        [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = 1ull << 63; }); },
        kInvalid, "text_config.hidden_size: value 9223372036854775808 is outside"},
       {"hidden_size_float",
-       [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = 2560.5; }); },
-       kInvalid, "text_config.hidden_size: must be an integer"},
+       [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = 2560.5; }); }, kInvalid,
+       "text_config.hidden_size: must be an integer"},
       {"hidden_size_string",
-       [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = "2560"; }); },
-       kInvalid, "text_config.hidden_size: must be an integer, got string"},
+       [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = "2560"; }); }, kInvalid,
+       "text_config.hidden_size: must be an integer, got string"},
       {"vocab_too_large",
-       [] { return Mutated([](json& j) { j["text_config"]["vocab_size"] = 1 << 25; }); },
-       kInvalid, "text_config.vocab_size: value 33554432 is outside"},
+       [] { return Mutated([](json& j) { j["text_config"]["vocab_size"] = 1 << 25; }); }, kInvalid,
+       "text_config.vocab_size: value 33554432 is outside"},
       {"kv_heads_do_not_divide",
        [] { return Mutated([](json& j) { j["text_config"]["num_key_value_heads"] = 3; }); },
        kInvalid, "text_config.num_key_value_heads: 3 does not divide num_attention_heads 8"},
       {"heads_do_not_divide_hidden",
        [] { return Mutated([](json& j) { j["text_config"]["hidden_size"] = 2564; }); }, kInvalid,
        "text_config.num_attention_heads: 8 does not divide hidden_size 2564"},
-      {"odd_head_dim",
-       [] { return Mutated([](json& j) { j["text_config"]["head_dim"] = 255; }); }, kInvalid,
-       "text_config.head_dim: 255 is odd"},
+      {"odd_head_dim", [] { return Mutated([](json& j) { j["text_config"]["head_dim"] = 255; }); },
+       kInvalid, "text_config.head_dim: 255 is odd"},
       {"vision_heads_do_not_divide",
        [] { return Mutated([](json& j) { j["vision_config"]["num_attention_heads"] = 7; }); },
        kInvalid, "vision_config.num_attention_heads: 7 does not divide hidden_size 1152"},
@@ -289,7 +288,8 @@ std::vector<BadConfig> BadConfigs() {
        [] {
          return Mutated([](json& j) {
            json lt = json::array();
-           for (int i = 0; i < 34; ++i) lt.push_back(i == 7 ? "chunked_attention" : "full_attention");
+           for (int i = 0; i < 34; ++i)
+             lt.push_back(i == 7 ? "chunked_attention" : "full_attention");
            j["text_config"]["layer_types"] = lt;
          });
        },
@@ -298,7 +298,9 @@ std::vector<BadConfig> BadConfigs() {
        [] { return Mutated([](json& j) { j["vision_config"]["patch_size"] = 15; }); }, kInvalid,
        "vision_config.patch_size: 15 does not divide image_size 896"},
       {"non_square_image",
-       [] { return Mutated([](json& j) { j["vision_config"]["image_size"] = {896, 448}; }); },
+       [] { return Mutated([](json& j) {
+              j["vision_config"]["image_size"] = {896, 448};
+            }); },
        kUnimpl, "vision_config.image_size: non-square 896x448"},
       {"too_many_patches",
        [] {
@@ -311,8 +313,9 @@ std::vector<BadConfig> BadConfigs() {
       {"rgba_vision",
        [] { return Mutated([](json& j) { j["vision_config"]["num_channels"] = 4; }); }, kUnimpl,
        "vision_config.num_channels: 4 input channels"},
-      {"mm_tokens_not_square", [] { return Mutated([](json& j) { j["mm_tokens_per_image"] = 200; }); },
-       kInvalid, "mm_tokens_per_image: 200 is not a perfect square"},
+      {"mm_tokens_not_square",
+       [] { return Mutated([](json& j) { j["mm_tokens_per_image"] = 200; }); }, kInvalid,
+       "mm_tokens_per_image: 200 is not a perfect square"},
       {"mm_tokens_do_not_pool",
        [] { return Mutated([](json& j) { j["mm_tokens_per_image"] = 9; }); }, kInvalid,
        "sqrt(9) = 3 does not divide the 64 patches per side"},
@@ -325,7 +328,9 @@ std::vector<BadConfig> BadConfigs() {
        kUnimpl, "text_config.rope_scaling.rope_type: RoPE type \"yarn\" is not supported"},
       {"linear_without_factor",
        [] {
-         return Mutated([](json& j) { j["text_config"]["rope_scaling"] = {{"rope_type", "linear"}}; });
+         return Mutated([](json& j) {
+           j["text_config"]["rope_scaling"] = {{"rope_type", "linear"}};
+         });
        },
        kInvalid, "text_config.rope_scaling.factor: is required"},
       {"rope_theta_zero",
@@ -352,15 +357,16 @@ std::vector<BadConfig> BadConfigs() {
          return Mutated([](json& j) { j["text_config"]["use_bidirectional_attention"] = true; });
        },
        kUnimpl, "use_bidirectional_attention"},
-      {"tie_not_bool",
-       [] { return Mutated([](json& j) { j["tie_word_embeddings"] = "yes"; }); }, kInvalid,
-       "tie_word_embeddings: must be true or false"},
-      {"eos_not_int",
-       [] { return Mutated([](json& j) { j["eos_token_id"] = {1, "106"}; }); }, kInvalid,
-       "eos_token_id: must be an integer"},
-      {"eos_out_of_vocab",
-       [] { return Mutated([](json& j) { j["eos_token_id"] = {1, 300000}; }); }, kInvalid,
-       "eos_token_id: value 300000 is outside"},
+      {"tie_not_bool", [] { return Mutated([](json& j) { j["tie_word_embeddings"] = "yes"; }); },
+       kInvalid, "tie_word_embeddings: must be true or false"},
+      {"eos_not_int", [] { return Mutated([](json& j) {
+                             j["eos_token_id"] = {1, "106"};
+                           }); },
+       kInvalid, "eos_token_id: must be an integer"},
+      {"eos_out_of_vocab", [] { return Mutated([](json& j) {
+                                  j["eos_token_id"] = {1, 300000};
+                                }); },
+       kInvalid, "eos_token_id: value 300000 is outside"},
       {"parameter_product_too_large",  // each field within bounds, the product is not
        [] {
          return Mutated([](json& j) {

@@ -14,12 +14,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "model/cpu_runner.h"
-#include "model/image.h"
+#include "model/image/image.h"
+#include "model/image/preprocess.h"
 #include "model/model_dir.h"
-#include "model/preprocess.h"
-#include "model/prompt.h"
-#include "model/safetensors.h"
+#include "model/reference/cpu_runner.h"
+#include "model/text/prompt.h"
+#include "model/weights/safetensors.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -70,13 +70,17 @@ std::unique_ptr<Case> LoadCase(const std::string& name) {
   size_t image = 0;
   for (const json& m : c->golden["messages"]) {
     PromptMessage msg;
-    msg.role = m["role"] == "system" ? Role::kSystem : m["role"] == "user" ? Role::kUser : Role::kAssistant;
+    msg.role = m["role"] == "system" ? Role::kSystem
+               : m["role"] == "user" ? Role::kUser
+                                     : Role::kAssistant;
     if (m["content"].is_string()) {
       msg.parts.push_back(PromptPart::Text(m["content"]));
     } else {
       for (const json& p : m["content"]) {
-        if (p["type"] == "image") msg.parts.push_back(PromptPart::Image(crops.at(image++)));
-        else msg.parts.push_back(PromptPart::Text(p["text"]));
+        if (p["type"] == "image")
+          msg.parts.push_back(PromptPart::Image(crops.at(image++)));
+        else
+          msg.parts.push_back(PromptPart::Text(p["text"]));
       }
     }
     messages.push_back(std::move(msg));
@@ -135,19 +139,22 @@ TEST_P(DecoderGoldenTest, PromptPixelsLogitsAndGreedyTokensMatchTransformers) {
   size_t worst = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     max_ref = std::max(max_ref, std::fabs(double(want[i])));
-    if (std::fabs(double(got[i]) - want[i]) > max_err) max_err = std::fabs(double(got[i]) - want[i]), worst = i;
+    if (std::fabs(double(got[i]) - want[i]) > max_err)
+      max_err = std::fabs(double(got[i]) - want[i]), worst = i;
   }
   const int64_t vocab = c->model.config.text.vocab_size;
-  EXPECT_LE(max_err, 1e-4 * max_ref) << "worst at position " << worst / vocab << ", token " << worst % vocab
-                                     << ": ours " << got[worst] << ", transformers " << want[worst];
-  std::printf("%s: prompt logits max|diff| %.3g, max|ref| %.3g (ratio %.3g)\n", GetParam().c_str(), max_err,
-              max_ref, max_err / max_ref);
+  EXPECT_LE(max_err, 1e-4 * max_ref)
+      << "worst at position " << worst / vocab << ", token " << worst % vocab << ": ours "
+      << got[worst] << ", transformers " << want[worst];
+  std::printf("%s: prompt logits max|diff| %.3g, max|ref| %.3g (ratio %.3g)\n", GetParam().c_str(),
+              max_err, max_ref, max_err / max_ref);
 
   // 4. 16 greedy tokens through the KV cache.
   std::vector<int32_t> greedy;
   std::vector<float> last(got.end() - vocab, got.end());
   for (int step = 0; step < 16; ++step) {
-    const int32_t next = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+    const int32_t next =
+        static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
     greedy.push_back(next);
     const std::pair<SequenceId, int32_t> d{1, next};
     auto l = c->runner->Decode(std::span<const std::pair<SequenceId, int32_t>>(&d, 1));
@@ -158,7 +165,8 @@ TEST_P(DecoderGoldenTest, PromptPixelsLogitsAndGreedyTokensMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transformers, DecoderGoldenTest,
-                         ::testing::Values("gqa2_two_images", "gqa4_pan_scan_runtime_names", "pool16_six_layers"));
+                         ::testing::Values("gqa2_two_images", "gqa4_pan_scan_runtime_names",
+                                           "pool16_six_layers"));
 
 // A sequence's logits do not depend on what else is in the batch: bitwise.
 TEST(CpuRunnerTest, SequenceAloneOrInABatchIsBitwiseIdentical) {
@@ -206,7 +214,8 @@ TEST(CpuRunnerTest, ExtendByKEqualsKDecodeSteps) {
   PrefillRequest pb{1, b->prompt.ids, b->prompt.token_type_ids, *soft, false};
   ASSERT_TRUE(a->runner->Prefill(std::span<const PrefillRequest>(&pa, 1)).ok());
   ASSERT_TRUE(b->runner->Prefill(std::span<const PrefillRequest>(&pb, 1)).ok());
-  const std::vector<int32_t> forced = {373, 304, 351, 368, 367, 12, 99, 1000, 4, 600};  // > window 8
+  const std::vector<int32_t> forced = {373, 304, 351,  368, 367,
+                                       12,  99,  1000, 4,   600};  // > window 8
   ExtendRequest ext{1, forced, true};
   auto all = a->runner->Extend(std::span<const ExtendRequest>(&ext, 1));
   ASSERT_TRUE(all.ok());
@@ -216,7 +225,8 @@ TEST(CpuRunnerTest, ExtendByKEqualsKDecodeSteps) {
     const std::pair<SequenceId, int32_t> d{1, forced[i]};
     auto step = b->runner->Decode(std::span<const std::pair<SequenceId, int32_t>>(&d, 1));
     ASSERT_TRUE(step.ok());
-    EXPECT_EQ(std::memcmp((*all)[0].data() + i * vocab, (*step)[0].data(), vocab * 4), 0) << "token " << i;
+    EXPECT_EQ(std::memcmp((*all)[0].data() + i * vocab, (*step)[0].data(), vocab * 4), 0)
+        << "token " << i;
   }
 }
 
@@ -224,8 +234,9 @@ TEST(CpuRunnerTest, Errors) {
   auto c = LoadCase("pool16_six_layers");
   ASSERT_TRUE(c);
   const std::pair<SequenceId, int32_t> d{42, 5};
-  EXPECT_EQ(c->runner->Decode(std::span<const std::pair<SequenceId, int32_t>>(&d, 1)).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(
+      c->runner->Decode(std::span<const std::pair<SequenceId, int32_t>>(&d, 1)).status().code(),
+      StatusCode::kNotFound);
   const std::vector<int32_t> bad = {2, 5000};
   const std::vector<uint8_t> tt(2, 0);
   PrefillRequest p{1, bad, tt, {}, false};

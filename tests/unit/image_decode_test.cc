@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
-#include "model/image.h"
+#include "model/image/image.h"
 #include "tests/kernels/test_rng.h"
 #include "tests/support/progressive_jpeg.h"
 #include "tests/test_paths.h"

@@ -1,12 +1,12 @@
 // Bounded JSON input: depth limits that ignore brackets inside strings, file-size caps, errors
 // that name the file.
+#include "common/json_util.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include "model/json_util.h"
 
 namespace vlmserve {
 namespace {

@@ -2,6 +2,8 @@
 // tools/golden/make_preprocess_goldens.py): resized uint8 buffers by sha256 for ≥ 30 images, the
 // u8 → float table bit for bit, full pixel_values of two small cases, pan & scan crop boxes and
 // pixels, and the grid rules.
+#include "model/image/preprocess.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,8 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
-#include "model/image.h"
-#include "model/preprocess.h"
+#include "model/image/image.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -45,7 +46,8 @@ RgbImage Procedural(uint32_t w, uint32_t h, uint64_t s) {
 
 template <typename T>
 std::string Digest(const std::vector<T>& v) {
-  return Sha256::Hex(std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)));
+  return Sha256::Hex(
+      std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)));
 }
 
 RgbImage Source(const json& s) {

@@ -2,6 +2,8 @@
 // tools/golden/make_prompt_goldens.py; they need the real tokenizer in ../shared and skip without
 // it), plus injection safety, trimming and the validation that happens before tokenizing, on the
 // tiny Gemma-format tokenizer that always runs.
+#include "model/text/prompt.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,8 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "model/prompt.h"
-#include "model/tokenizer.h"
+#include "model/text/tokenizer.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -47,8 +48,10 @@ std::vector<PromptMessage> ToMessages(const json& j, const std::vector<int>& cro
       msg.parts.push_back(PromptPart::Text(m["content"]));
     } else {
       for (const json& p : m["content"]) {
-        if (p["type"] == "image") msg.parts.push_back(PromptPart::Image(crops.at(image++)));
-        else msg.parts.push_back(PromptPart::Text(p["text"]));
+        if (p["type"] == "image")
+          msg.parts.push_back(PromptPart::Image(crops.at(image++)));
+        else
+          msg.parts.push_back(PromptPart::Text(p["text"]));
       }
     }
     out.push_back(std::move(msg));
@@ -209,22 +212,37 @@ TEST(PromptTest, ValidationBeforeTokenizing) {
   const auto I = PromptPart::Image;
   const std::vector<BadPrompt> bad = {
       {"empty", {}, "the prompt has no messages"},
-      {"only_system", {{Role::kSystem, {T("s")}}}, "the prompt has a system message but no user message"},
-      {"assistant_first", {{Role::kAssistant, {T("a")}}},
-       "messages[0]: roles must alternate user/assistant starting with user; expected user, got assistant"},
-      {"two_users", {{Role::kUser, {T("a")}}, {Role::kUser, {T("b")}}},
-       "messages[1]: roles must alternate user/assistant starting with user; expected assistant, got user"},
-      {"late_system", {{Role::kUser, {T("a")}}, {Role::kSystem, {T("s")}}},
+      {"only_system",
+       {{Role::kSystem, {T("s")}}},
+       "the prompt has a system message but no user message"},
+      {"assistant_first",
+       {{Role::kAssistant, {T("a")}}},
+       "messages[0]: roles must alternate user/assistant starting with user; expected user, got "
+       "assistant"},
+      {"two_users",
+       {{Role::kUser, {T("a")}}, {Role::kUser, {T("b")}}},
+       "messages[1]: roles must alternate user/assistant starting with user; expected assistant, "
+       "got user"},
+      {"late_system",
+       {{Role::kUser, {T("a")}}, {Role::kSystem, {T("s")}}},
        "messages[1]: a system message may only come first"},
-      {"system_with_image", {{Role::kSystem, {I(0)}}, {Role::kUser, {T("a")}}},
+      {"system_with_image",
+       {{Role::kSystem, {I(0)}}, {Role::kUser, {T("a")}}},
        "messages[0]: a system message must be exactly one text part"},
-      {"too_much_text", {{Role::kUser, {T("0123456789"), T("0123456789X")}}},
+      {"too_much_text",
+       {{Role::kUser, {T("0123456789"), T("0123456789X")}}},
        "prompt text exceeds the limit of 20 bytes (at messages[0].parts[1])"},
-      {"invalid_utf8", {{Role::kUser, {T("ok"), T("b\xff")}}},
+      {"invalid_utf8",
+       {{Role::kUser, {T("ok"), T("b\xff")}}},
        "messages[0].parts[1]: text is not valid UTF-8 (at byte 1)"},
-      {"too_many_crops", {{Role::kUser, {I(5)}}}, "messages[0].parts[0]: 5 pan & scan crops; allowed 0 to 4"},
-      {"negative_crops", {{Role::kUser, {I(-1)}}}, "messages[0].parts[0]: -1 pan & scan crops; allowed 0 to 4"},
-      {"too_many_images", {{Role::kUser, {I(0), I(2)}}},
+      {"too_many_crops",
+       {{Role::kUser, {I(5)}}},
+       "messages[0].parts[0]: 5 pan & scan crops; allowed 0 to 4"},
+      {"negative_crops",
+       {{Role::kUser, {I(-1)}}},
+       "messages[0].parts[0]: -1 pan & scan crops; allowed 0 to 4"},
+      {"too_many_images",
+       {{Role::kUser, {I(0), I(2)}}},
        "more than 3 images (counting pan & scan crops) at messages[0].parts[1]"},
   };
   for (const BadPrompt& b : bad) {

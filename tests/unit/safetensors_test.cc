@@ -1,12 +1,12 @@
 // safetensors header validation: a table of corrupt files, each with its own error, plus valid
 // layouts (metadata, zero-size tensors, space-padded headers) and the mapped-file path.
+#include "model/weights/safetensors.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
-
-#include "model/safetensors.h"
 
 namespace vlmserve {
 namespace {
@@ -15,7 +15,8 @@ namespace {
 std::string Build(const std::string& header, size_t data_bytes, int64_t length_override = -1) {
   std::string out(8, '\0');
   uint64_t n = length_override >= 0 ? static_cast<uint64_t>(length_override) : header.size();
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
   out += header;
   for (size_t i = 0; i < data_bytes; ++i) out += static_cast<char>(i & 0xff);
   return out;
@@ -73,22 +74,21 @@ std::vector<Corrupt> CorruptFiles() {
        "__metadata__ must be an object"},
       {"metadata_non_string", [] { return Build("{\"__metadata__\":{\"format\":1}}", 0); }, kInv,
        "__metadata__ value for \"format\" must be a string, got a number"},
-      {"metadata_twice",
-       [] { return Build("{\"__metadata__\":{},\"__metadata__\":{}}", 0); }, kInv,
+      {"metadata_twice", [] { return Build("{\"__metadata__\":{},\"__metadata__\":{}}", 0); }, kInv,
        "__metadata__ appears twice"},
       {"missing_offsets", [] { return Build("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0); },
        kInv, "tensor \"w\": missing \"data_offsets\""},
       {"unknown_field",
        [] {
-         return Build("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4);
+         return Build("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}",
+                      4);
        },
        kInv, "tensor \"w\": unexpected field \"x\""},
-      {"field_twice",
-       [] { return Build("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\"}}", 0); }, kInv,
-       "tensor \"w\": field \"dtype\" twice"},
+      {"field_twice", [] { return Build("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\"}}", 0); },
+       kInv, "tensor \"w\": field \"dtype\" twice"},
       {"dtype_not_string",
-       [] { return Build(R"({"w":{"dtype":5,"shape":[1],"data_offsets":[0,4]}})", 4); },
-       kInv, "tensor \"w\": dtype has the wrong type"},
+       [] { return Build(R"({"w":{"dtype":5,"shape":[1],"data_offsets":[0,4]}})", 4); }, kInv,
+       "tensor \"w\": dtype has the wrong type"},
       {"shape_not_array", [] { return Build("{" + T("w", "F32", "\"1\"", 0, 4) + "}", 4); }, kInv,
        "tensor \"w\": shape has the wrong type (a string)"},
       {"negative_dim", [] { return Build("{" + T("w", "F32", "[-1]", 0, 4) + "}", 4); }, kInv,
@@ -108,9 +108,7 @@ std::vector<Corrupt> CorruptFiles() {
       {"unsupported_dtype", [] { return Build("{" + T("w", "F64", "[2]", 0, 16) + "}", 16); },
        StatusCode::kUnimplemented, "tensor \"w\": dtype F64 is not supported (BF16, F16, F32)"},
       {"shape_overflow",
-       [] {
-         return Build("{" + T("w", "BF16", "[1099511627776,1099511627776]", 0, 4) + "}", 4);
-       },
+       [] { return Build("{" + T("w", "BF16", "[1099511627776,1099511627776]", 0, 4) + "}", 4); },
        kInv, "tensor \"w\": shape [1099511627776, 1099511627776] overflows"},
       {"size_mismatch", [] { return Build("{" + T("w", "F32", "[2,2]", 0, 12) + "}", 12); }, kInv,
        "tensor \"w\": data_offsets span 12 bytes but F32 [2, 2] needs 16"},
@@ -120,12 +118,14 @@ std::vector<Corrupt> CorruptFiles() {
        "tensor \"w\": data ends at byte 16, past the 8-byte data section"},
       {"overlap",
        [] {
-         return Build("{" + T("a", "F32", "[2]", 0, 8) + "," + T("b", "F32", "[2]", 4, 12) + "}", 12);
+         return Build("{" + T("a", "F32", "[2]", 0, 8) + "," + T("b", "F32", "[2]", 4, 12) + "}",
+                      12);
        },
        kInv, "tensor \"b\" (bytes 4-12) overlaps tensor \"a\" (ending at 8)"},
       {"hole",
        [] {
-         return Build("{" + T("a", "F32", "[2]", 0, 8) + "," + T("b", "F32", "[2]", 12, 20) + "}", 20);
+         return Build("{" + T("a", "F32", "[2]", 0, 8) + "," + T("b", "F32", "[2]", 12, 20) + "}",
+                      20);
        },
        kInv, "4 unused bytes before tensor \"b\" (at 8)"},
       {"hole_at_start", [] { return Build("{" + T("a", "F32", "[1]", 4, 8) + "}", 8); }, kInv,
@@ -160,9 +160,9 @@ INSTANTIATE_TEST_SUITE_P(Table, CorruptSafetensorsTest, ::testing::ValuesIn(Corr
 
 TEST(SafetensorsTest, ValidLayouts) {
   // Unsorted entries, metadata, a zero-size tensor, and the spaces safetensors pads headers with.
-  const std::string header = "{\"__metadata__\":{\"format\":\"pt\"}," + T("b", "BF16", "[3]", 8, 14) +
-                             "," + T("empty", "F16", "[0,5]", 8, 8) + "," +
-                             T("a", "F32", "[2]", 0, 8) + "}   ";
+  const std::string header = "{\"__metadata__\":{\"format\":\"pt\"}," +
+                             T("b", "BF16", "[3]", 8, 14) + "," + T("empty", "F16", "[0,5]", 8, 8) +
+                             "," + T("a", "F32", "[2]", 0, 8) + "}   ";
   const std::string bytes = Build(header, 14);
   auto h = Parse(bytes);
   ASSERT_TRUE(h.ok()) << h.status().ToString();

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -47,29 +48,33 @@ class RecordingSink : public ResponseSink {
 };
 
 struct Fixture {
-  std::unique_ptr<ModelDir> model;
-  testing::FakeModelRunner* fake = nullptr;
+  testing::FakeModelRunner* fake = nullptr;  // owned by the engine
+  std::vector<int32_t> stop_ids;
   std::unique_ptr<ServeEngine> engine;
 };
 
-Fixture MakeEngine(std::chrono::milliseconds delay, EngineOptions options = {}) {
+// An engine over the tiny model's directory with a fake runner whose tokens are first_token,
+// first_token + 1, ... (cycling through 5).
+Fixture MakeEngine(std::chrono::milliseconds delay, EngineOptions options = {}, bool start = true,
+                   int32_t first_token = 300) {
   Fixture f;
   auto model = ModelDir::Load(testing::FixturePath("decoder/pool16_six_layers"));
   EXPECT_TRUE(model.ok()) << model.status().ToString();
-  f.model = std::make_unique<ModelDir>(std::move(model).value());
-  auto fake = std::make_unique<testing::FakeModelRunner>(f.model->config, delay);
+  auto owned = std::make_unique<ModelDir>(std::move(model).value());
+  f.stop_ids = owned->generation.stop_ids;
+  auto fake = std::make_unique<testing::FakeModelRunner>(owned->config, delay, first_token);
   f.fake = fake.get();
-  auto engine = ServeEngine::Create(*f.model, std::move(fake), options);
+  auto engine = ServeEngine::Create(std::move(owned), std::move(fake), options);
   EXPECT_TRUE(engine.ok()) << engine.status().ToString();
   f.engine = std::move(engine).value();
-  f.engine->Start();
+  if (start) f.engine->Start();
   return f;
 }
 
 std::shared_ptr<ServeRequest> TextRequest(int max_new_tokens) {
   auto r = std::make_shared<ServeRequest>();
   r->request_id = "t";
-  r->frames.push_back({true, std::string(8 * 8 * 3, '\x10'), 8, 8});
+  r->images.frames.push_back({true, std::string(8 * 8 * 3, '\x10'), 8, 8, ""});
   r->prompt = "go";
   r->max_new_tokens = max_new_tokens;
   return r;
@@ -141,6 +146,58 @@ TEST(ServeEngineTest, AdmissionByBytesLetsOneRequestIntoAnEmptyQueue) {
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(f.engine->stats().queued_bytes, TextRequest(10)->HeldBytes());
   EXPECT_EQ(f.engine->stats().rejected_full, 1u);
+}
+
+// The one token loop: a stop id ends generation (and is not output), max_new_tokens ends it
+// otherwise; the sequence is released either way; bad sampling parameters are refused.
+TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
+  {
+    Fixture f = MakeEngine(0ms, {}, /*start=*/false);
+    ASSERT_FALSE(f.stop_ids.empty());
+    auto r = f.engine->RunNow(*TextRequest(3));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->tokens, (std::vector<int32_t>{300, 301, 302}));
+    EXPECT_EQ(r->finish, FinishReason::kLength);
+    EXPECT_EQ(f.fake->live_sequences(), 0u);
+  }
+  {
+    Fixture f0 = MakeEngine(0ms, {}, false);
+    const int32_t stop = *std::max_element(f0.stop_ids.begin(), f0.stop_ids.end());
+    ASSERT_GE(stop, 2);  // the fake's tokens stop - 2, stop - 1, stop must be ids
+    Fixture f = MakeEngine(0ms, {}, /*start=*/false, /*first_token=*/stop - 2);
+    struct Collect : ResponseSink {
+      std::vector<int32_t> ids;
+      void OnDelta(std::vector<int32_t> t, std::string) override {
+        ids.insert(ids.end(), t.begin(), t.end());
+      }
+      void OnResult(ServeResult) override {}
+      void OnError(Status) override {}
+    } sink;
+    auto r = f.engine->RunNow(*TextRequest(10), &sink);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->tokens, (std::vector<int32_t>{stop - 2, stop - 1}));
+    EXPECT_EQ(r->finish, FinishReason::kStop);
+    EXPECT_EQ(sink.ids, r->tokens);  // streamed as generated, the stop id never
+    EXPECT_EQ(f.fake->live_sequences(), 0u);
+    auto bad = TextRequest(3);
+    bad->sampling.temperature = -1;
+    EXPECT_EQ(f.engine->RunNow(*bad).status().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+// On the real CPU runner: greedy decoding of 3 tokens is the prefix of 12, and the runner holds no
+// sequence afterwards.
+TEST(ServeEngineTest, GreedyRunsOnTheCpuRunnerArePrefixes) {
+  auto engine = ServeEngine::Load(testing::FixturePath("decoder/pool16_six_layers"), "cpu", {});
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  EXPECT_EQ((*engine)->info().device, "cpu");
+  EXPECT_EQ((*engine)->info().model_name, "pool16_six_layers");
+  auto short_run = (*engine)->RunNow(*TextRequest(3));
+  auto long_run = (*engine)->RunNow(*TextRequest(12));
+  ASSERT_TRUE(short_run.ok() && long_run.ok());
+  ASSERT_GE(long_run->tokens.size(), 3u);
+  EXPECT_EQ(std::vector<int32_t>(long_run->tokens.begin(), long_run->tokens.begin() + 3),
+            short_run->tokens);
 }
 
 }  // namespace

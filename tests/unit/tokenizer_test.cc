@@ -2,6 +2,8 @@
 // the real Gemma 3 tokenizer.json (../shared/gemma3, skipped with a message when absent) and for a
 // tiny tokenizer in the same format committed under tests/fixtures (always runs). Encode ids,
 // decode text (both skip modes), streaming decode, long texts, and tokenizer.json load errors.
+#include "model/text/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,7 +13,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
-#include "model/tokenizer.h"
 #include "common/utf8.h"
 #include "tests/test_paths.h"
 
@@ -50,8 +51,10 @@ const Goldens* LoadGoldens(const std::string& which) {
   EXPECT_TRUE(in.good()) << cases_path;
   for (std::string line; std::getline(in, line);) {
     json j = json::parse(line);
-    if (j["cat"] == "meta") g->meta = j;
-    else g->cases.push_back(std::move(j));
+    if (j["cat"] == "meta")
+      g->meta = j;
+    else
+      g->cases.push_back(std::move(j));
   }
   return (cache[which] = std::move(g)).get();
 }
@@ -202,13 +205,19 @@ TEST(TokenizerTest, SpecialTokensCanBeTreatedAsText) {
 
 TEST(TokenizerTest, InvalidUtf8IsAnErrorNamingTheByte) {
   const Tokenizer& tok = Tiny();
-  for (const auto& [text, byte] : std::vector<std::pair<std::string, int>>{
-           {"ab\xff", 2}, {"\xc3", 0}, {"ok \xe2\x82", 3}, {"\xed\xa0\x80", 0},  // a surrogate
-           {"\xc0\xaf", 0}, {"x\xf4\x90\x80\x80", 1}, {std::string("a\0b", 3) + "\x80", 3}}) {
+  for (const auto& [text, byte] :
+       std::vector<std::pair<std::string, int>>{{"ab\xff", 2},
+                                                {"\xc3", 0},
+                                                {"ok \xe2\x82", 3},
+                                                {"\xed\xa0\x80", 0},  // a surrogate
+                                                {"\xc0\xaf", 0},
+                                                {"x\xf4\x90\x80\x80", 1},
+                                                {std::string("a\0b", 3) + "\x80", 3}}) {
     auto ids = tok.Encode(text);
     ASSERT_FALSE(ids.ok());
     EXPECT_EQ(ids.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(ids.status().message(), "text is not valid UTF-8 (at byte " + std::to_string(byte) + ")");
+    EXPECT_EQ(ids.status().message(),
+              "text is not valid UTF-8 (at byte " + std::to_string(byte) + ")");
   }
   EXPECT_TRUE(tok.Encode(std::string("a\0b", 3)).ok());  // NUL is valid UTF-8 (byte fallback)
 }
@@ -216,7 +225,9 @@ TEST(TokenizerTest, InvalidUtf8IsAnErrorNamingTheByte) {
 TEST(TokenizerTest, DecodeDropsIdsWithoutTokens) {
   const Tokenizer& tok = Tiny();
   const int32_t h = tok.TokenToId("h");
-  EXPECT_EQ(tok.Decode(std::vector<int32_t>{-5, h, static_cast<int32_t>(tok.size()), 1 << 30, h}, false), "hh");
+  EXPECT_EQ(
+      tok.Decode(std::vector<int32_t>{-5, h, static_cast<int32_t>(tok.size()), 1 << 30, h}, false),
+      "hh");
 }
 
 // Encoding stays linear: 8× the text must not take anywhere near 64× (quadratic) the time.
@@ -233,7 +244,8 @@ TEST(TokenizerTest, EncodingIsLinearInTheTextLength) {
       const auto t0 = std::chrono::steady_clock::now();
       auto ids = tok.Encode(text);
       EXPECT_TRUE(ids.ok());
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      best = std::min(best,
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     return best;
   };
@@ -258,12 +270,22 @@ struct BadTokenizer {
 std::vector<BadTokenizer> BadTokenizers() {
   const auto kInv = StatusCode::kInvalidArgument, kUnimpl = StatusCode::kUnimplemented;
   return {
-      {"other_normalizer", [](json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, kUnimpl,
-       "normalizer {\"type\":\"NFKC\"} is not supported"},
+      {"other_normalizer",
+       [](json& j) {
+         j["normalizer"] = {{"type", "NFKC"}};
+       },
+       kUnimpl, "normalizer {\"type\":\"NFKC\"} is not supported"},
       {"no_normalizer", [](json& j) { j["normalizer"] = nullptr; }, kUnimpl, "normalizer null"},
-      {"other_pre_tokenizer", [](json& j) { j["pre_tokenizer"] = {{"type", "ByteLevel"}}; },
+      {"other_pre_tokenizer",
+       [](json& j) {
+         j["pre_tokenizer"] = {{"type", "ByteLevel"}};
+       },
        kUnimpl, "pre_tokenizer"},
-      {"other_decoder", [](json& j) { j["decoder"] = {{"type", "ByteLevel"}}; }, kUnimpl, "decoder"},
+      {"other_decoder",
+       [](json& j) {
+         j["decoder"] = {{"type", "ByteLevel"}};
+       },
+       kUnimpl, "decoder"},
       {"wordpiece", [](json& j) { j["model"]["type"] = "WordPiece"; }, kUnimpl, "model type"},
       {"dropout", [](json& j) { j["model"]["dropout"] = 0.1; }, kUnimpl, "BPE dropout"},
       {"no_model", [](json& j) { j.erase("model"); }, kInv, "\"model\" is missing"},
@@ -272,11 +294,15 @@ std::vector<BadTokenizer> BadTokenizers() {
       {"duplicate_id", [](json& j) { j["model"]["vocab"]["<pad>"] = 1; }, kInv,
        "model.vocab gives id 1 to two tokens"},
       {"merge_unknown_token",
-       [](json& j) { j["model"]["merges"].push_back(json::array({"qqq", "zzz"})); }, kInv,
-       "(\"qqq\", \"zzz\"): \"qqq\" is not in the vocabulary"},
+       [](json& j) {
+         j["model"]["merges"].push_back(json::array({"qqq", "zzz"}));
+       },
+       kInv, "(\"qqq\", \"zzz\"): \"qqq\" is not in the vocabulary"},
       {"merge_result_unknown",
-       [](json& j) { j["model"]["merges"].push_back(json::array({"<0x41>", "<0x42>"})); }, kInv,
-       "\"<0x41><0x42>\" is not in the vocabulary"},
+       [](json& j) {
+         j["model"]["merges"].push_back(json::array({"<0x41>", "<0x42>"}));
+       },
+       kInv, "\"<0x41><0x42>\" is not in the vocabulary"},
       {"merge_bad_string", [](json& j) { j["model"]["merges"].push_back("a b c"); }, kInv,
        "is not two tokens separated by one space"},
       {"merge_not_pair", [](json& j) { j["model"]["merges"].push_back(json::array({"a"})); }, kInv,
@@ -286,8 +312,7 @@ std::vector<BadTokenizer> BadTokenizers() {
          j["model"]["vocab"]["<0x7f>"] = j["model"]["vocab"]["<0x7F>"];
          j["model"]["vocab"].erase("<0x7F>");
        },
-       kInv,
-       "byte_fallback is on but the vocabulary lacks <0x7F>"},
+       kInv, "byte_fallback is on but the vocabulary lacks <0x7F>"},
       {"unk_not_in_vocab", [](json& j) { j["model"]["unk_token"] = "<nope>"; }, kInv,
        "model.unk_token \"<nope>\" is not in the vocabulary"},
       {"added_normalized", [](json& j) { j["added_tokens"][0]["normalized"] = true; }, kUnimpl,
@@ -305,7 +330,10 @@ std::vector<BadTokenizer> BadTokenizers() {
        "content of 0 bytes"},
       {"added_without_id", [](json& j) { j["added_tokens"][0].erase("id"); }, kInv,
        "must have an integer \"id\""},
-      {"odd_post_processor", [](json& j) { j["post_processor"] = {{"type", "RobertaProcessing"}}; },
+      {"odd_post_processor",
+       [](json& j) {
+         j["post_processor"] = {{"type", "RobertaProcessing"}};
+       },
        kUnimpl, "post_processor"},
       {"bos_unknown",
        [](json& j) { j["post_processor"]["special_tokens"]["<bos>"]["ids"] = {999999}; }, kUnimpl,
@@ -332,11 +360,15 @@ INSTANTIATE_TEST_SUITE_P(Table, BadTokenizerTest, ::testing::ValuesIn(BadTokeniz
 TEST(TokenizerLoadTest, SizeDepthAndSyntax) {
   TokenizerLimits small;
   small.max_file_bytes = 100;
-  EXPECT_NE(Tokenizer::FromJson(TinyJson().dump(), "t.json", small).status().message().find(
-                "over the limit of 100"),
+  EXPECT_NE(Tokenizer::FromJson(TinyJson().dump(), "t.json", small)
+                .status()
+                .message()
+                .find("over the limit of 100"),
             std::string::npos);
   EXPECT_NE(Tokenizer::FromJson(std::string(50, '[') + std::string(50, ']'), "t.json")
-                .status().message().find("nested deeper than 8"),
+                .status()
+                .message()
+                .find("nested deeper than 8"),
             std::string::npos);
   EXPECT_NE(Tokenizer::FromJson("{\"model\": ", "t.json").status().message().find("invalid JSON"),
             std::string::npos);

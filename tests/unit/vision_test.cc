@@ -8,11 +8,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "model/checkpoint.h"
-#include "model/config.h"
-#include "model/projector.h"
-#include "model/safetensors.h"
-#include "model/siglip.h"
+#include "model/reference/projector.h"
+#include "model/reference/siglip.h"
+#include "model/weights/checkpoint.h"
+#include "model/weights/config_json.h"
+#include "model/weights/safetensors.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -20,7 +20,8 @@ namespace {
 
 using vlmserve::testing::FixturePath;
 
-std::vector<float> Tensor(const SafetensorsFile& f, const std::string& name, std::vector<int64_t>* shape) {
+std::vector<float> Tensor(const SafetensorsFile& f, const std::string& name,
+                          std::vector<int64_t>* shape) {
   for (const TensorEntry& t : f.header().tensors) {
     if (t.name != name) continue;
     EXPECT_EQ(t.dtype, DType::kF32);
@@ -33,7 +34,8 @@ std::vector<float> Tensor(const SafetensorsFile& f, const std::string& name, std
   return {};
 }
 
-void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want,
+                 const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   double max_ref = 0, max_err = 0;
   size_t worst = 0;
@@ -42,8 +44,9 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, 
     const double e = std::fabs(double(got[i]) - want[i]);
     if (e > max_err) max_err = e, worst = i;
   }
-  EXPECT_LE(max_err, 1e-4 * max_ref) << what << ": worst at " << worst << " ours " << got[worst]
-                                     << " transformers " << want[worst] << " (max|ref| " << max_ref << ")";
+  EXPECT_LE(max_err, 1e-4 * max_ref)
+      << what << ": worst at " << worst << " ours " << got[worst] << " transformers " << want[worst]
+      << " (max|ref| " << max_ref << ")";
   std::printf("%s: max|diff| %.3g, max|ref| %.3g, ratio %.3g\n", what.c_str(), max_err, max_ref,
               max_err / max_ref);
 }
@@ -74,7 +77,8 @@ TEST_P(VisionGoldenTest, MatchesTransformers) {
   ASSERT_TRUE(vision.ok()) << vision.status().ToString();
   auto proj = projector->Forward(*vision, n);
   ASSERT_TRUE(proj.ok()) << proj.status().ToString();
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s: %.2f ms per image (%ld images)\n", GetParam().c_str(), ms / n, n);
 
   ExpectClose(*vision, want_vision, GetParam() + " vision tower");
@@ -94,7 +98,8 @@ TEST_P(VisionGoldenTest, MatchesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Transformers, VisionGoldenTest, ::testing::Values("pool2", "pool4", "grid6"));
+INSTANTIATE_TEST_SUITE_P(Transformers, VisionGoldenTest,
+                         ::testing::Values("pool2", "pool4", "grid6"));
 
 TEST(VisionTest, WrongPixelCountIsAnError) {
   const std::string dir = FixturePath("vision/pool2");

@@ -1,0 +1,176 @@
+// Gemma 3 decoder reference (see decoder.h). Shapes for a chunk of n new positions on top of
+// `past` cached ones: x [n, D]; q [n, H, hd]; k/v [n, KV, hd] appended to the cache
+// [past + n, KV, hd]; mask [n, past + n]; MLP hidden [n, I].
+#include "model/reference/decoder.h"
+
+#include <cmath>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/geglu.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/rms_norm.h"
+#include "kernels/cpu/rope.h"
+#include "model/weights/tensor_names.h"
+#include "model/weights/weight_convert.h"
+
+namespace vlmserve {
+namespace {
+
+void Norm(const float* x, const std::vector<float>& w, float* y, int64_t rows, int64_t dim,
+          float eps) {
+  RmsNormRef({x, w.data(), y, rows, dim, eps});
+}
+
+}  // namespace
+
+StatusOr<Gemma3Decoder> Gemma3Decoder::Load(const Checkpoint& ck, const Gemma3Config& config) {
+  Gemma3Decoder d;
+  d.cfg_ = config.text;
+  // transformers multiplies by embed_scale cast to the weight dtype: float32 in fp32 inference.
+  d.embed_scale_ = static_cast<float>(std::sqrt(static_cast<double>(d.cfg_.hidden_size)));
+  ASSIGN_OR_RETURN(d.embed_, TensorToFloat(ck, tensor_names::kEmbedTokens));
+  ASSIGN_OR_RETURN(d.final_norm_, TensorToFloat(ck, tensor_names::kFinalNorm));
+  if (!d.cfg_.tie_word_embeddings) {
+    ASSIGN_OR_RETURN(d.lm_head_, TensorToFloat(ck, tensor_names::kLmHead));
+  }
+  const RopeParams& rf = d.cfg_.rope_full;
+  const RopeParams& rs = d.cfg_.rope_sliding;
+  d.inv_freq_full_ =
+      RopeInvFreq(d.cfg_.head_dim, rf.theta, rf.type == RopeType::kLinear ? rf.factor : 1.0);
+  d.inv_freq_sliding_ =
+      RopeInvFreq(d.cfg_.head_dim, rs.theta, rs.type == RopeType::kLinear ? rs.factor : 1.0);
+  for (int64_t l = 0; l < d.cfg_.num_hidden_layers; ++l) {
+    const tensor_names::DecoderLayer n = tensor_names::DecoderLayerTensors(l);
+    Layer L;
+    L.type = d.cfg_.layer_types[static_cast<size_t>(l)];
+    ASSIGN_OR_RETURN(L.input_norm, TensorToFloat(ck, n.input_norm));
+    ASSIGN_OR_RETURN(L.q, TensorToFloat(ck, n.q_proj));
+    ASSIGN_OR_RETURN(L.k, TensorToFloat(ck, n.k_proj));
+    ASSIGN_OR_RETURN(L.v, TensorToFloat(ck, n.v_proj));
+    ASSIGN_OR_RETURN(L.o, TensorToFloat(ck, n.o_proj));
+    if (d.cfg_.attention_bias) {
+      ASSIGN_OR_RETURN(L.q_bias, TensorToFloat(ck, n.q_bias));
+      ASSIGN_OR_RETURN(L.k_bias, TensorToFloat(ck, n.k_bias));
+      ASSIGN_OR_RETURN(L.v_bias, TensorToFloat(ck, n.v_bias));
+      ASSIGN_OR_RETURN(L.o_bias, TensorToFloat(ck, n.o_bias));
+    }
+    ASSIGN_OR_RETURN(L.q_norm, TensorToFloat(ck, n.q_norm));
+    ASSIGN_OR_RETURN(L.k_norm, TensorToFloat(ck, n.k_norm));
+    ASSIGN_OR_RETURN(L.post_attn_norm, TensorToFloat(ck, n.post_attn_norm));
+    ASSIGN_OR_RETURN(L.pre_ff_norm, TensorToFloat(ck, n.pre_ff_norm));
+    ASSIGN_OR_RETURN(L.gate, TensorToFloat(ck, n.gate_proj));
+    ASSIGN_OR_RETURN(L.up, TensorToFloat(ck, n.up_proj));
+    ASSIGN_OR_RETURN(L.down, TensorToFloat(ck, n.down_proj));
+    ASSIGN_OR_RETURN(L.post_ff_norm, TensorToFloat(ck, n.post_ff_norm));
+    d.layers_.push_back(std::move(L));
+  }
+  return d;
+}
+
+Gemma3Decoder::Sequence Gemma3Decoder::NewSequence() const {
+  Sequence s;
+  s.k.resize(layers_.size());
+  s.v.resize(layers_.size());
+  return s;
+}
+
+void Gemma3Decoder::Embed(std::span<const int32_t> ids, std::span<const uint8_t> is_soft,
+                          float* out) const {
+  EmbeddingArgs e;
+  e.table = embed_.data();
+  e.ids = ids.data();
+  e.skip = is_soft.empty() ? nullptr : is_soft.data();
+  e.y = out;
+  e.tokens = static_cast<int64_t>(ids.size());
+  e.dim = cfg_.hidden_size;
+  e.scale = embed_scale_;
+  EmbeddingRef(e);
+}
+
+std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> embeddings,
+                                          std::span<const uint8_t> token_type,
+                                          bool all_logits) const {
+  const int64_t n = static_cast<int64_t>(token_type.size()), past = seq.length, total = past + n;
+  const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads;
+  const int64_t hd = cfg_.head_dim, I = cfg_.intermediate_size, W = cfg_.sliding_window;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+
+  // Image blocks: maximal runs of soft tokens, numbered in order (spec §7.1).
+  for (int64_t i = 0; i < n; ++i) {
+    const bool image = token_type[static_cast<size_t>(i)] == 1;
+    const bool prev_image = !seq.image_block.empty() && seq.image_block.back() >= 0;
+    if (image && !prev_image) ++seq.image_blocks;
+    seq.image_block.push_back(image ? seq.image_blocks - 1 : -1);
+  }
+  // Masks for the new queries over all keys, per layer type.
+  std::vector<uint8_t> mask_full(static_cast<size_t>(n * total)), mask_sliding(mask_full.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t qi = past + i;
+    for (int64_t j = 0; j < total; ++j) {
+      const int32_t bq = seq.image_block[static_cast<size_t>(qi)];
+      const bool block = bq >= 0 && bq == seq.image_block[static_cast<size_t>(j)];
+      const bool full = j <= qi || block;
+      mask_full[static_cast<size_t>(i * total + j)] = full;
+      mask_sliding[static_cast<size_t>(i * total + j)] = full && j > qi - W;
+    }
+  }
+  std::vector<int64_t> positions(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) positions[static_cast<size_t>(i)] = past + i;
+
+  std::vector<float> x(embeddings.begin(), embeddings.end()), a(static_cast<size_t>(n * D));
+  std::vector<float> q(static_cast<size_t>(n * H * hd)), kx(static_cast<size_t>(n * KV * hd));
+  std::vector<float> vx(kx.size()), o(q.size()), gate(static_cast<size_t>(n * I)), up(gate.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    const bool sliding = L.type == LayerType::kSlidingAttention;
+    Norm(x.data(), L.input_norm, a.data(), n, D, eps);
+    LinearRef(a.data(), L.q, L.q_bias, q.data(), n, H * hd, D);
+    LinearRef(a.data(), L.k, L.k_bias, kx.data(), n, KV * hd, D);
+    LinearRef(a.data(), L.v, L.v_bias, vx.data(), n, KV * hd, D);
+    Norm(q.data(), L.q_norm, q.data(), n * H, hd, eps);  // per head, shared [hd] weight
+    Norm(kx.data(), L.k_norm, kx.data(), n * KV, hd, eps);
+    const std::vector<float>& inv = sliding ? inv_freq_sliding_ : inv_freq_full_;
+    RopeRef({q.data(), positions.data(), inv.data(), n, H, hd});
+    RopeRef({kx.data(), positions.data(), inv.data(), n, KV, hd});
+    seq.k[l].insert(seq.k[l].end(), kx.begin(), kx.end());
+    seq.v[l].insert(seq.v[l].end(), vx.begin(), vx.end());
+
+    AttentionRefArgs at;
+    at.q = q.data();
+    at.k = seq.k[l].data();
+    at.v = seq.v[l].data();
+    at.o = o.data();
+    at.sq = n;
+    at.sk = total;
+    at.hq = H;
+    at.hkv = KV;
+    at.hd = hd;
+    at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
+    at.mask = sliding ? mask_sliding.data() : mask_full.data();
+    AttentionRef(at);
+    LinearRef(o.data(), L.o, L.o_bias, a.data(), n, D, H * hd);
+    Norm(a.data(), L.post_attn_norm, a.data(), n, D, eps);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
+
+    Norm(x.data(), L.pre_ff_norm, a.data(), n, D, eps);
+    LinearRef(a.data(), L.gate, {}, gate.data(), n, I, D);
+    LinearRef(a.data(), L.up, {}, up.data(), n, I, D);
+    GegluRef(gate.data(), up.data(), gate.data(), n * I);
+    LinearRef(gate.data(), L.down, {}, a.data(), n, D, I);
+    Norm(a.data(), L.post_ff_norm, a.data(), n, D, eps);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
+  }
+  seq.length = total;
+
+  const int64_t rows = all_logits ? n : 1;
+  const float* h_in = x.data() + (n - rows) * D;
+  std::vector<float> h(static_cast<size_t>(rows * D)),
+      logits(static_cast<size_t>(rows * cfg_.vocab_size));
+  Norm(h_in, final_norm_, h.data(), rows, D, eps);
+  LinearRef(h.data(), lm_head_.empty() ? embed_ : lm_head_, {}, logits.data(), rows,
+            cfg_.vocab_size, D);
+  return logits;
+}
+
+}  // namespace vlmserve

@@ -1,0 +1,21 @@
+// CreateModelRunner: the one place that chooses how a model runs. The server, vlmserve-generate
+// and the benchmarks ask for a device by name and get a ModelRunner:
+//   "cpu"   the fp32 CPU reference (model/reference/): exact, slow
+//   "cuda"  the CUDA runner — not part of this build yet: UNIMPLEMENTED, saying so
+//   "auto"  the best runner this build and machine have (the CPU reference, for now)
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "model/model_dir.h"
+#include "model/model_runner.h"
+
+namespace vlmserve {
+
+// `model` must outlive the runner (its weights may be used in place).
+StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
+                                                         const std::string& device);
+
+}  // namespace vlmserve
