@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/sampler.h"
+#include "kernels/cpu/sample.h"
 #include "model/processor.h"
 
 namespace vlmserve {

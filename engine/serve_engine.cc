@@ -17,13 +17,15 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
       .count();
 }
 
-// Releases the runner's sequence however the request ends.
+// Frees a sequence's pages, and its encoded images, however the request ends.
 struct SequenceGuard {
+  KvManager& kv;
   ModelRunner& runner;
   SequenceId id;
-  bool active = false;
+  ImageHandle images = 0;
   ~SequenceGuard() {
-    if (active) runner.Release(id);
+    kv.Free(id);
+    if (images) runner.ReleaseImages(images);
   }
 };
 
@@ -34,7 +36,9 @@ StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& mode
                                                          EngineOptions options) {
   ASSIGN_OR_RETURN(ModelDir loaded, ModelDir::Load(model_dir));
   auto model = std::make_unique<ModelDir>(std::move(loaded));
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, CreateModelRunner(*model, device));
+  RunnerOptions ro;
+  ro.kv_cache_tokens = options.kv_cache_tokens;
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, CreateModelRunner(*model, device, ro));
   return Create(std::move(model), std::move(runner), std::move(options));
 }
 
@@ -53,12 +57,17 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
                          EngineOptions options, Gemma3Processor processor)
     : model_(std::move(model)),
       runner_(std::move(runner)),
+      kv_(runner_->kv_pages(), model_->config.text.sliding_window,
+          model_->config.text.NumLayersOfType(LayerType::kFullAttention) > 0,
+          model_->config.text.NumLayersOfType(LayerType::kSlidingAttention) > 0),
       options_(std::move(options)),
-      max_context_(
+      max_context_(std::min(
           options_.max_context_tokens > 0
               ? std::min(options_.max_context_tokens, model_->config.text.max_position_embeddings)
-              : model_->config.text.max_position_embeddings),
+              : model_->config.text.max_position_embeddings,
+          kv_.max_tokens_per_sequence())),
       processor_(std::move(processor)) {
+  counters_.kv = kv_.counters();
   const Gemma3Config& c = model_->config;
   info_.model_type = c.model_type;
   info_.architecture = c.architecture;
@@ -79,6 +88,28 @@ int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int co
   const double ahead = static_cast<double>(queued) + (running ? 1 : 0);
   const double ms = ahead * per_request / std::max(concurrency, 1);
   return static_cast<int64_t>(std::clamp(ms, 10.0, 60000.0));
+}
+
+std::vector<std::pair<int64_t, int64_t>> PrefillChunks(std::span<const uint8_t> types,
+                                                       int64_t max_chunk) {
+  const int64_t n = static_cast<int64_t>(types.size());
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  auto soft = [&](int64_t i) { return types[static_cast<size_t>(i)] == 1; };
+  for (int64_t begin = 0; begin < n;) {
+    int64_t end = max_chunk > 0 ? std::min(n, begin + max_chunk) : n;
+    if (end < n && soft(end) && soft(end - 1)) {  // the cut falls inside an image's run
+      int64_t run_start = end - 1;
+      while (run_start > begin && soft(run_start - 1)) --run_start;
+      if (run_start > begin) {
+        end = run_start;  // the image goes whole into the next chunk
+      } else {
+        while (end < n && soft(end)) ++end;  // the image starts this chunk: take all of it
+      }
+    }
+    chunks.emplace_back(begin, end);
+    begin = end;
+  }
+  return chunks;
 }
 
 ServeEngine::~ServeEngine() { Stop(); }
@@ -205,6 +236,7 @@ void ServeEngine::Loop() {
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
             .count();
+    PublishKvCounters();  // the request's pages are free again
     std::lock_guard<std::mutex> lock(mu_);
     // An exponential moving average over roughly the last 8 requests: recent enough to follow a
     // change of load, smooth enough that one long request does not swing the retry hint.
@@ -223,8 +255,28 @@ void ServeEngine::Loop() {
   for (Job& j : dropped) j.sink->OnError(UnavailableError("the server is shutting down"));
 }
 
+StatusOr<StepOutput> ServeEngine::RunStep(StepRow& row, SequenceId seq) {
+  const int64_t end = row.start + static_cast<int64_t>(row.tokens.size());
+  RETURN_IF_ERROR(kv_.Grow(seq, end));
+  row.full_table = kv_.full_table(seq);
+  row.sliding_table = kv_.sliding_table(seq);
+  auto out = runner_->Step(std::span<const StepRow>(&row, 1));
+  kv_.ReleaseBeforeWindow(seq, end);
+  PublishKvCounters();
+  if (!out.ok()) return out.status();
+  return std::move((*out)[0]);
+}
+
+void ServeEngine::PublishKvCounters() {
+  const KvCounters c = kv_.counters();
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.kv = c;
+}
+
 StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request, ResponseSink* sink) {
-  return Run(request, sink, nullptr);
+  auto result = Run(request, sink, nullptr);
+  PublishKvCounters();  // the request's pages are free again
+  return result;
 }
 
 StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink,
@@ -258,22 +310,53 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
   RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, cfg.text.vocab_size));
   RETURN_IF_ERROR(CheckContinue(r, cancelled));
   auto t = std::chrono::steady_clock::now();
-  std::vector<float> soft;
+  const SequenceId seq = next_sequence_++;
+  SequenceGuard guard{kv_, *runner_, seq};
   if (!prompt.images.empty()) {
-    ASSIGN_OR_RETURN(soft, runner_->EncodeImages(inputs.pixel_values,
-                                                 static_cast<int64_t>(prompt.images.size())));
+    ASSIGN_OR_RETURN(
+        guard.images,
+        runner_->EncodeImages(inputs.pixel_values, static_cast<int64_t>(prompt.images.size())));
   }
   out.timings.vision_us = MicrosSince(t);
   RETURN_IF_ERROR(CheckContinue(r, cancelled));
+
+  // Prefill, in chunks that never split an image; the last chunk samples the first token.
   t = std::chrono::steady_clock::now();
-  const SequenceId seq = next_sequence_++;
-  PrefillRequest pre{seq, prompt.ids, prompt.token_type_ids, soft, false};
-  ASSIGN_OR_RETURN(auto logits, runner_->Prefill(std::span<const PrefillRequest>(&pre, 1)));
-  SequenceGuard guard{*runner_, seq, true};
+  const int64_t n = static_cast<int64_t>(prompt.ids.size());
+  std::vector<ImageRef> refs;  // the prompt's image runs, in order: image i of the batch
+  for (size_t i = 0; i < prompt.images.size(); ++i) {
+    refs.push_back({guard.images, static_cast<int64_t>(i)});
+  }
+  StepOutput sampled;
+  size_t run = 0;
+  for (const auto& [begin, end] :
+       PrefillChunks(prompt.token_type_ids, options_.prefill_chunk_tokens)) {
+    StepRow row;
+    row.sequence = seq;
+    row.tokens = std::span<const int32_t>(prompt.ids).subspan(begin, end - begin);
+    row.token_types = std::span<const uint8_t>(prompt.token_type_ids).subspan(begin, end - begin);
+    size_t runs = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      runs += prompt.token_type_ids[static_cast<size_t>(i)] == 1 &&
+              (i == begin || prompt.token_type_ids[static_cast<size_t>(i - 1)] != 1);
+    }
+    row.images = std::span<const ImageRef>(refs).subspan(run, runs);
+    run += runs;
+    row.start = begin;
+    row.sample = end == n;
+    row.sampling = r.sampling;
+    row.draw = 0;
+    ASSIGN_OR_RETURN(sampled, RunStep(row, seq));
+    if (!row.sample) RETURN_IF_ERROR(CheckContinue(r, cancelled));
+  }
+  if (guard.images) {  // the soft tokens are in the KV cache now
+    runner_->ReleaseImages(guard.images);
+    guard.images = 0;
+  }
   out.timings.prefill_us = MicrosSince(t);
 
+  // Decode: one sampled token per step (the row's draw counter is the token's index).
   t = std::chrono::steady_clock::now();
-  Sampler sampler(r.sampling);
   DecodeStream stream(*model_->tokenizer, /*skip_special_tokens=*/false);
   const std::vector<int32_t>& stops = model_->generation.stop_ids;
   for (int32_t step = 0; step < r.max_new_tokens; ++step) {
@@ -281,7 +364,7 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
       return Status(why.code(), why.message() + " after " + std::to_string(step) + " of at most " +
                                     std::to_string(r.max_new_tokens) + " tokens");
     }
-    const int32_t token = sampler.Sample(logits[0]);
+    const int32_t token = sampled.token;
     if (step == 0) out.timings.first_token_us = MicrosSince(r.received);
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
       out.finish = FinishReason::kStop;
@@ -294,9 +377,13 @@ StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink
     if (options_.test_token_delay.count() > 0)
       std::this_thread::sleep_for(options_.test_token_delay);
     if (step + 1 == r.max_new_tokens) break;
-    const std::pair<SequenceId, int32_t> next{seq, token};
-    ASSIGN_OR_RETURN(logits,
-                     runner_->Decode(std::span<const std::pair<SequenceId, int32_t>>(&next, 1)));
+    StepRow row;
+    row.sequence = seq;
+    row.tokens = std::span<const int32_t>(&token, 1);
+    row.start = n + step;
+    row.sampling = r.sampling;
+    row.draw = static_cast<uint64_t>(step) + 1;
+    ASSIGN_OR_RETURN(sampled, RunStep(row, seq));
   }
   std::string tail = stream.Flush();
   if (!tail.empty()) {

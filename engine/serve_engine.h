@@ -20,10 +20,13 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
+#include "engine/kv_manager.h"
 #include "engine/request.h"
-#include "engine/sampler.h"
+#include "kernels/cpu/sample.h"
 #include "model/model_dir.h"
 #include "model/model_runner.h"
 #include "model/processor.h"
@@ -39,6 +42,12 @@ struct EngineOptions {
   uint64_t max_queued_bytes = 256u << 20;
   int64_t max_context_tokens =
       0;  // prompt + max_new_tokens; 0 = the model's max_position_embeddings
+  // Tokens of KV cache the runner holds (each of its two pools); 0 = the runner's default. A
+  // request must fit: the context limit is lowered to what one sequence can hold.
+  int64_t kv_cache_tokens = 0;
+  // Prefill in chunks of at most this many tokens (0 = the whole prompt in one step). A chunk
+  // never splits an image's soft tokens, so a chunk can be longer when an image needs it.
+  int64_t prefill_chunk_tokens = 0;
   // Test hook (reliability.md "delay hooks"): sleep this long after each generated token, so
   // tests can hold a request in flight. Zero in production.
   std::chrono::milliseconds test_token_delay{0};
@@ -54,6 +63,7 @@ struct EngineStats {
   uint64_t cancelled_in_queue = 0;
   uint64_t rejected_full = 0;  // RESOURCE_EXHAUSTED at Submit
   double mean_service_ms = 0;  // moving average of a started request's time on the engine
+  KvCounters kv;               // pages and live sequences, after the last step
 };
 
 // What the transport reports about the served model (GetModelInfo) and validates against.
@@ -72,6 +82,12 @@ struct EngineModelInfo {
 // `fallback_ms` per request before any has finished. Clamped to [10 ms, 60 s]. Pure, for tests.
 int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int concurrency = 1,
                      double fallback_ms = 100);
+
+// Prefill chunks [begin, end) over a prompt with these token types: at most `max_chunk` tokens
+// each (0 = one chunk), never splitting a run of image soft tokens — a cut that would fall inside
+// one moves to the run's start, or, when the run starts the chunk, to its end.
+std::vector<std::pair<int64_t, int64_t>> PrefillChunks(std::span<const uint8_t> token_types,
+                                                       int64_t max_chunk);
 
 class ServeEngine {
  public:
@@ -120,9 +136,13 @@ class ServeEngine {
                             const std::atomic<bool>* cancelled);
   // OK, or why the request must end now (stop, deadline, cancel — in that order).
   Status CheckContinue(const ServeRequest& r, const std::atomic<bool>* cancelled) const;
+  // One row through the runner: pages for it first, sliding pages behind the window after.
+  StatusOr<StepOutput> RunStep(StepRow& row, SequenceId seq);
+  void PublishKvCounters();
 
   std::unique_ptr<ModelDir> model_;  // outlives the runner and the processor, which refer to it
   std::unique_ptr<ModelRunner> runner_;
+  KvManager kv_;  // the engine thread's (and RunNow's) only
   EngineOptions options_;
   int64_t max_context_;
   Gemma3Processor processor_;

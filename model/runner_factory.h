@@ -14,8 +14,14 @@
 
 namespace vlmserve {
 
+struct RunnerOptions {
+  // Tokens the KV cache holds in all (each of its two pools); 0 = the runner's default.
+  int64_t kv_cache_tokens = 0;
+};
+
 // `model` must outlive the runner (its weights may be used in place).
 StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
-                                                         const std::string& device);
+                                                         const std::string& device,
+                                                         const RunnerOptions& options = {});
 
 }  // namespace vlmserve

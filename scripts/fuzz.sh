@@ -72,7 +72,7 @@ for t in "${TARGETS[@]}"; do
   # The committed corpus as an explicit, sorted list: libFuzzer then reads it in this order
   # whatever order the file system lists a directory in.
   list="build-fuzz/logs/$t.seeds"
-  (cd tests/fuzz/corpus/"$t" && find . -type f | LC_ALL=C sort | sed "s|^\.|$ROOT/tests/fuzz/corpus/$t|") \
+  (cd tests/fuzz/corpus/"$t" && find . -type f | LC_ALL=C sort | sed "s|^\.|tests/fuzz/corpus/$t|") \
     | paste -sd, > "$list"
   args=(-seed_inputs=@"$list" -max_len=65536 -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=30
         -reload=0 -artifact_prefix="build-fuzz/artifacts/$t-" -print_final_stats=1)
@@ -85,7 +85,11 @@ for t in "${TARGETS[@]}"; do
     echo "fuzzing $t for ${SECONDS_EACH}s"
   fi
   log="build-fuzz/logs/$t.log"
-  if "${NORAND[@]}" build-fuzz/bin/vlmserve_fuzz_"$t" "${args[@]}" "$out" >"$log" 2>&1; then
+  # A fixed, minimal environment and relative paths: with address randomisation off, the stack's
+  # addresses still move with the size of the environment and of argv, and compared pointers feed
+  # libFuzzer's mutations (-use_cmp). The same commit then runs the same inputs on any machine.
+  if env -i PATH=/usr/bin:/bin ASAN_OPTIONS="$ASAN_OPTIONS" UBSAN_OPTIONS="$UBSAN_OPTIONS" \
+       "${NORAND[@]}" build-fuzz/bin/vlmserve_fuzz_"$t" "${args[@]}" "$out" >"$log" 2>&1; then
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+.*DONE)' "$log" | tr '\n' ' '
     echo
   else

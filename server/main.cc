@@ -63,6 +63,16 @@ int Run(int argc, char** argv) {
   app.add_option("--max-context-tokens", o.max_context_tokens,
                  "Prompt + max_new_tokens limit (0 = the model's)")
       ->default_val(0);
+  app.add_option("--kv-cache-tokens", o.kv_cache_tokens,
+                 "Tokens the KV cache holds (paged, 16 tokens a page; 0 = the runner's default, "
+                 "16384 on the CPU). The context limit is lowered to fit one sequence")
+      ->default_val(0)
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 26));
+  app.add_option("--prefill-chunk-tokens", o.prefill_chunk_tokens,
+                 "Prefill prompts in chunks of at most this many tokens (0 = whole prompts); an "
+                 "image's soft tokens are never split")
+      ->default_val(0)
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   app.add_option("--max-image-side", o.image.max_side, "Pixels per side of one image")
       ->default_val(8192);
   app.add_option("--max-image-pixels", o.image.max_pixels, "Pixels of one image")

@@ -19,6 +19,9 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_image_bytes=" << o.image.max_encoded_bytes
     << " max_jpeg_scans=" << o.image.max_jpeg_scans << " max_queue=" << o.max_queue
     << " max_queued_bytes=" << o.max_queued_bytes
+    << " kv_cache_tokens=" << (o.kv_cache_tokens ? std::to_string(o.kv_cache_tokens) : "auto")
+    << " prefill_chunk_tokens="
+    << (o.prefill_chunk_tokens ? std::to_string(o.prefill_chunk_tokens) : "whole")
     << " stream_write_timeout_ms=" << o.stream_write_timeout.count()
     << " max_streams_per_connection=" << o.max_streams_per_connection
     << " keepalive_time_ms=" << o.keepalive_time.count()
@@ -42,6 +45,8 @@ EngineOptions EngineOptionsFor(const ServerOptions& o) {
   eo.max_queue = o.max_queue;
   eo.max_queued_bytes = o.max_queued_bytes;
   eo.max_context_tokens = o.max_context_tokens;
+  eo.kv_cache_tokens = o.kv_cache_tokens;
+  eo.prefill_chunk_tokens = o.prefill_chunk_tokens;
   eo.test_token_delay = o.test_token_delay;
   return eo;
 }

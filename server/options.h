@@ -31,6 +31,10 @@ struct ServerOptions {
   int64_t max_context_tokens = 0;  // prompt + max_new_tokens; 0 = the model's maximum
   ImageLimits image;
 
+  // The model's memory and steps.
+  int64_t kv_cache_tokens = 0;       // tokens of KV cache (each pool); 0 = the runner's default
+  int64_t prefill_chunk_tokens = 0;  // prefill in chunks of this many tokens; 0 = whole prompts
+
   // Capacity.
   size_t max_queue = 64;
   uint64_t max_queued_bytes = 256u << 20;  // images + texts of queued requests, together

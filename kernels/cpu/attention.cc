@@ -2,11 +2,13 @@
 // (never happens for Gemma 3's masks: every query sees itself).
 #include "kernels/cpu/attention.h"
 
-#include <cmath>
-#include <limits>
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <limits>
 #include <vector>
+
+#include "kernels/kv_layout.h"
 
 namespace vlmserve {
 
@@ -39,6 +41,55 @@ void AttentionRef(const AttentionRefArgs& a) {
       for (int64_t j = 0; j < a.sk; ++j) {
         if (p[j] == 0.0) continue;
         const float* vj = a.v + (j * a.hkv + kvh) * a.hd;
+        for (int64_t d = 0; d < a.hd; ++d) acc[d] += p[j] * vj[d];
+      }
+      float* oi = a.o + (i * a.hq + h) * a.hd;
+      for (int64_t d = 0; d < a.hd; ++d) oi[d] = sum > 0 ? static_cast<float>(acc[d] / sum) : 0.f;
+    }
+  }
+}
+
+void PagedAttentionRef(const PagedAttentionRefArgs& a) {
+  const int64_t group = a.hq / a.hkv, total = a.q_start + a.sq;
+  const int64_t first = a.sliding ? kv::FirstSlidingKey(a.q_start, a.window) : 0;
+  const int64_t nk = total - first;
+  std::vector<double> p(static_cast<size_t>(nk));
+  std::vector<double> acc(static_cast<size_t>(a.hd));
+  auto key_row = [&](const float* pool, int64_t pos, int64_t head) {
+    const int64_t page = a.block_table[kv::LogicalPage(pos)];
+    return pool + kv::PoolOffset(page, kv::SlotInPage(pos), head, 0, a.hkv, a.hd);
+  };
+  auto block_of = [&](int64_t pos) {
+    return a.q_blocks && pos >= a.q_start ? a.q_blocks[pos - a.q_start] : -1;
+  };
+  for (int64_t h = 0; h < a.hq; ++h) {
+    const int64_t kvh = h / group;
+    for (int64_t i = 0; i < a.sq; ++i) {
+      const int64_t qpos = a.q_start + i;
+      const int32_t qb = block_of(qpos);
+      const float* qi = a.q + (i * a.hq + h) * a.hd;
+      double max = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < nk; ++j) {
+        const int64_t kpos = first + j;
+        if (!kv::AttendAllowed(qpos, kpos, qb, block_of(kpos), a.sliding, a.window)) {
+          p[j] = -std::numeric_limits<double>::infinity();
+          continue;
+        }
+        const float* kj = key_row(a.k_pool, kpos, kvh);
+        double dot = 0;
+        for (int64_t d = 0; d < a.hd; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+        p[j] = dot * a.scale;
+        if (p[j] > max) max = p[j];
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < nk; ++j) {
+        p[j] = std::isinf(p[j]) ? 0.0 : std::exp(p[j] - max);
+        sum += p[j];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t j = 0; j < nk; ++j) {
+        if (p[j] == 0.0) continue;
+        const float* vj = key_row(a.v_pool, first + j, kvh);
         for (int64_t d = 0; d < a.hd; ++d) acc[d] += p[j] * vj[d];
       }
       float* oi = a.o + (i * a.hq + h) * a.hd;

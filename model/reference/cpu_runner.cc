@@ -3,10 +3,13 @@
 
 #include <algorithm>
 
+#include "kernels/kv_layout.h"
+
 namespace vlmserve {
 
 StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const Checkpoint& ck,
-                                                                 const Gemma3Config& config) {
+                                                                 const Gemma3Config& config,
+                                                                 const CpuRunnerOptions& options) {
   ASSIGN_OR_RETURN(Gemma3Decoder decoder, Gemma3Decoder::Load(ck, config));
   std::unique_ptr<CpuModelRunner> r(new CpuModelRunner(config, std::move(decoder)));
   if (config.has_vision) {
@@ -15,97 +18,99 @@ StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const Checkpoin
     r->tower_ = std::move(tower);
     r->projector_ = std::move(projector);
   }
+  const Gemma3TextConfig& t = config.text;
+  const int64_t pages = options.kv_pages > 0 ? options.kv_pages : kv::PagesFor(16384);
+  if (pages > (int64_t{1} << 30)) return InvalidArgumentError("kv_pages is too large");
+  r->has_full_ = t.NumLayersOfType(LayerType::kFullAttention) > 0;
+  r->has_sliding_ = t.NumLayersOfType(LayerType::kSlidingAttention) > 0;
+  r->pools_ = {r->has_full_ ? pages : 0, r->has_sliding_ ? pages : 0};
+  // Uninitialised (new float[]), so untouched pages take no resident memory.
+  const size_t per_pool =
+      static_cast<size_t>(pages * kv::kPageTokens * t.num_key_value_heads * t.head_dim);
+  for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
+    r->k_.emplace_back(new float[per_pool]);
+    r->v_.emplace_back(new float[per_pool]);
+    r->k_ptrs_.push_back(r->k_.back().get());
+    r->v_ptrs_.push_back(r->v_.back().get());
+  }
   return r;
 }
 
-StatusOr<std::vector<float>> CpuModelRunner::EncodeImages(std::span<const float> pixel_values,
-                                                          int64_t n) {
+StatusOr<ImageHandle> CpuModelRunner::EncodeImages(std::span<const float> pixel_values, int64_t n) {
   if (!tower_) return InvalidArgumentError("this model has no vision tower (text-only)");
+  if (n < 1) return InvalidArgumentError("EncodeImages needs at least one image");
   ASSIGN_OR_RETURN(std::vector<float> vision, tower_->Forward(pixel_values, n));
-  return projector_->Forward(vision, n);
+  ASSIGN_OR_RETURN(std::vector<float> soft, projector_->Forward(vision, n));
+  const ImageHandle h = next_handle_++;
+  images_[h] = {n, std::move(soft)};
+  return h;
 }
 
-Status CpuModelRunner::CheckIds(std::span<const int32_t> ids,
-                                std::span<const uint8_t> token_type) const {
-  const int64_t vocab = decoder_.vocab_size();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!token_type.empty() && token_type[i]) continue;  // soft token: the id is not looked up
-    if (ids[i] < 0 || ids[i] >= vocab) {
-      return InvalidArgumentError("token id " + std::to_string(ids[i]) + " at position " +
-                                  std::to_string(i) + " is outside the vocabulary of " +
-                                  std::to_string(vocab));
+Status CpuModelRunner::Validate(const StepRow& row) const {
+  RETURN_IF_ERROR(ValidateStepRow(row, config_, pools_, has_full_, has_sliding_));
+  for (const ImageRef& ref : row.images) {
+    auto it = images_.find(ref.handle);
+    if (it == images_.end()) {
+      return InvalidArgumentError("step row of sequence " + std::to_string(row.sequence) +
+                                  ": no encoded images with handle " + std::to_string(ref.handle));
+    }
+    if (ref.index < 0 || ref.index >= it->second.n) {
+      return InvalidArgumentError("step row of sequence " + std::to_string(row.sequence) +
+                                  ": image " + std::to_string(ref.index) + " of a batch of " +
+                                  std::to_string(it->second.n));
     }
   }
   return Status::Ok();
 }
 
-StatusOr<std::vector<std::vector<float>>> CpuModelRunner::Prefill(
-    std::span<const PrefillRequest> batch) {
-  const int64_t D = decoder_.hidden_size();
-  // Validate the whole batch first: a bad request must not leave others half-started.
-  for (const PrefillRequest& r : batch) {
-    if (sequences_.count(r.id)) {
-      return InvalidArgumentError("sequence " + std::to_string(r.id) + " already exists");
-    }
-    if (r.ids.empty()) return InvalidArgumentError("empty prompt");
-    if (r.token_type_ids.size() != r.ids.size()) {
-      return InvalidArgumentError("token_type_ids has " + std::to_string(r.token_type_ids.size()) +
-                                  " entries for " + std::to_string(r.ids.size()) + " ids");
-    }
-    size_t soft = 0;
-    for (uint8_t t : r.token_type_ids) soft += t == 1;
-    if (r.soft_tokens.size() != soft * static_cast<size_t>(D)) {
-      return InvalidArgumentError("soft_tokens holds " + std::to_string(r.soft_tokens.size()) +
-                                  " values for " + std::to_string(soft) +
-                                  " image positions of width " + std::to_string(D));
-    }
-    if (static_cast<int64_t>(r.ids.size()) > config_.text.max_position_embeddings) {
-      return InvalidArgumentError("prompt of " + std::to_string(r.ids.size()) +
-                                  " tokens exceeds max_position_embeddings");
-    }
-    RETURN_IF_ERROR(CheckIds(r.ids, r.token_type_ids));
-  }
-  std::vector<std::vector<float>> out;
-  for (const PrefillRequest& r : batch) {
-    const size_t n = r.ids.size();
-    std::vector<float> emb(n * static_cast<size_t>(D));
-    decoder_.Embed(r.ids, r.token_type_ids, emb.data());
-    // Soft tokens replace the image positions in order (spec §3.6); they are not scaled.
-    size_t next = 0;
-    for (size_t i = 0; i < n; ++i) {
-      if (r.token_type_ids[i] != 1) continue;
-      std::copy_n(r.soft_tokens.data() + next * D, D, emb.data() + i * D);
-      ++next;
-    }
-    Gemma3Decoder::Sequence seq = decoder_.NewSequence();
-    out.push_back(decoder_.Forward(seq, emb, r.token_type_ids, r.all_logits));
-    sequences_.emplace(r.id, std::move(seq));
+StatusOr<std::vector<StepOutput>> CpuModelRunner::Step(std::span<const StepRow> rows) {
+  // Validate the whole batch first: a bad row must not leave others half-written.
+  for (const StepRow& row : rows) RETURN_IF_ERROR(Validate(row));
+  std::vector<StepOutput> out;
+  out.reserve(rows.size());
+  for (const StepRow& row : rows) {
+    ASSIGN_OR_RETURN(StepOutput o, RunRow(row));
+    out.push_back(std::move(o));
   }
   return out;
 }
 
-StatusOr<std::vector<std::vector<float>>> CpuModelRunner::Extend(
-    std::span<const ExtendRequest> batch) {
-  const int64_t D = decoder_.hidden_size();
-  for (const ExtendRequest& r : batch) {
-    auto it = sequences_.find(r.id);
-    if (it == sequences_.end()) return NotFoundError("no live sequence " + std::to_string(r.id));
-    if (r.ids.empty()) return InvalidArgumentError("extend by zero tokens");
-    if (it->second.length + static_cast<int64_t>(r.ids.size()) >
-        config_.text.max_position_embeddings) {
-      return OutOfRangeError("sequence " + std::to_string(r.id) +
-                             " would exceed max_position_embeddings");
-    }
-    RETURN_IF_ERROR(CheckIds(r.ids, {}));
+StatusOr<StepOutput> CpuModelRunner::RunRow(const StepRow& row) {
+  const int64_t D = decoder_.hidden_size(), vocab = decoder_.vocab_size();
+  const size_t n = row.tokens.size();
+  const std::vector<uint8_t> text(row.token_types.empty() ? n : 0, 0);
+  const std::span<const uint8_t> types =
+      row.token_types.empty() ? std::span<const uint8_t>(text) : row.token_types;
+  std::vector<float> emb(n * static_cast<size_t>(D));
+  decoder_.Embed(row.tokens, types, emb.data());
+  // Soft tokens replace the image positions, one image per run, in order (spec §3.6); they are
+  // not scaled.
+  const size_t per_image = static_cast<size_t>(config_.mm_tokens_per_image * D);
+  size_t run = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (types[i] != 1) continue;
+    const ImageRef& ref = row.images[run++];
+    const float* src =
+        images_.at(ref.handle).soft.data() + static_cast<size_t>(ref.index) * per_image;
+    std::copy_n(src, per_image, emb.data() + i * static_cast<size_t>(D));
+    i += static_cast<size_t>(config_.mm_tokens_per_image) - 1;
   }
-  std::vector<std::vector<float>> out;
-  for (const ExtendRequest& r : batch) {
-    std::vector<float> emb(r.ids.size() * static_cast<size_t>(D));
-    decoder_.Embed(r.ids, {}, emb.data());
-    const std::vector<uint8_t> text(r.ids.size(), 0);
-    out.push_back(decoder_.Forward(sequences_.at(r.id), emb, text, r.all_logits));
+  Gemma3Decoder::Chunk chunk{row.start, types, row.full_table, row.sliding_table};
+  const bool all = row.logits == LogitsMode::kAll;
+  std::vector<float> logits = decoder_.Forward({k_ptrs_, v_ptrs_}, chunk, emb, all);
+
+  StepOutput o;
+  if (row.sample) {
+    const std::span<const float> last(logits.data() + logits.size() - static_cast<size_t>(vocab),
+                                      static_cast<size_t>(vocab));
+    ASSIGN_OR_RETURN(SampleResult s,
+                     SampleRef(last, row.sampling, row.draw, row.allowed, row.top_logprobs));
+    o.token = s.token;
+    o.logprob = s.logprob;
+    o.top_logprobs = std::move(s.top_logprobs);
   }
-  return out;
+  if (row.logits != LogitsMode::kNone) o.logits = std::move(logits);  // [1 or n, vocab]
+  return o;
 }
 
 }  // namespace vlmserve

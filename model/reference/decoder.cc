@@ -1,8 +1,9 @@
-// Gemma 3 decoder reference (see decoder.h). Shapes for a chunk of n new positions on top of
-// `past` cached ones: x [n, D]; q [n, H, hd]; k/v [n, KV, hd] appended to the cache
-// [past + n, KV, hd]; mask [n, past + n]; MLP hidden [n, I].
+// Gemma 3 decoder reference (see decoder.h). Shapes for a chunk of n new positions starting at
+// `start`: x [n, D]; q [n, H, hd]; k/v [n, KV, hd] written into the paged pools
+// [pages, 16, KV, hd] at positions start .. start + n − 1; MLP hidden [n, I].
 #include "model/reference/decoder.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/attention.h"
@@ -11,6 +12,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/kv_layout.h"
 #include "model/weights/tensor_names.h"
 #include "model/weights/weight_convert.h"
 
@@ -68,13 +70,6 @@ StatusOr<Gemma3Decoder> Gemma3Decoder::Load(const Checkpoint& ck, const Gemma3Co
   return d;
 }
 
-Gemma3Decoder::Sequence Gemma3Decoder::NewSequence() const {
-  Sequence s;
-  s.k.resize(layers_.size());
-  s.v.resize(layers_.size());
-  return s;
-}
-
 void Gemma3Decoder::Embed(std::span<const int32_t> ids, std::span<const uint8_t> is_soft,
                           float* out) const {
   EmbeddingArgs e;
@@ -88,32 +83,22 @@ void Gemma3Decoder::Embed(std::span<const int32_t> ids, std::span<const uint8_t>
   EmbeddingRef(e);
 }
 
-std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> embeddings,
-                                          std::span<const uint8_t> token_type,
+std::vector<float> Gemma3Decoder::Forward(const LayerPools& pools, const Chunk& chunk,
+                                          std::span<const float> embeddings,
                                           bool all_logits) const {
-  const int64_t n = static_cast<int64_t>(token_type.size()), past = seq.length, total = past + n;
+  const int64_t n = static_cast<int64_t>(chunk.token_types.size()), past = chunk.start;
   const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads;
   const int64_t hd = cfg_.head_dim, I = cfg_.intermediate_size, W = cfg_.sliding_window;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
-  // Image blocks: maximal runs of soft tokens, numbered in order (spec §7.1).
+  // Image blocks of this chunk: maximal runs of soft tokens (spec §7.1). Earlier chunks' images
+  // never matter to these queries (a chunk holds whole images; earlier keys are all ≤ them).
+  std::vector<int32_t> blocks(static_cast<size_t>(n), -1);
+  int32_t next_block = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const bool image = token_type[static_cast<size_t>(i)] == 1;
-    const bool prev_image = !seq.image_block.empty() && seq.image_block.back() >= 0;
-    if (image && !prev_image) ++seq.image_blocks;
-    seq.image_block.push_back(image ? seq.image_blocks - 1 : -1);
-  }
-  // Masks for the new queries over all keys, per layer type.
-  std::vector<uint8_t> mask_full(static_cast<size_t>(n * total)), mask_sliding(mask_full.size());
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t qi = past + i;
-    for (int64_t j = 0; j < total; ++j) {
-      const int32_t bq = seq.image_block[static_cast<size_t>(qi)];
-      const bool block = bq >= 0 && bq == seq.image_block[static_cast<size_t>(j)];
-      const bool full = j <= qi || block;
-      mask_full[static_cast<size_t>(i * total + j)] = full;
-      mask_sliding[static_cast<size_t>(i * total + j)] = full && j > qi - W;
-    }
+    if (chunk.token_types[static_cast<size_t>(i)] != 1) continue;
+    const bool continues = i > 0 && chunk.token_types[static_cast<size_t>(i - 1)] == 1;
+    blocks[static_cast<size_t>(i)] = continues ? next_block - 1 : next_block++;
   }
   std::vector<int64_t> positions(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) positions[static_cast<size_t>(i)] = past + i;
@@ -133,22 +118,32 @@ std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> 
     const std::vector<float>& inv = sliding ? inv_freq_sliding_ : inv_freq_full_;
     RopeRef({q.data(), positions.data(), inv.data(), n, H, hd});
     RopeRef({kx.data(), positions.data(), inv.data(), n, KV, hd});
-    seq.k[l].insert(seq.k[l].end(), kx.begin(), kx.end());
-    seq.v[l].insert(seq.v[l].end(), vx.begin(), vx.end());
+    // Write this chunk's keys and values into their pages.
+    const std::span<const int32_t> table = sliding ? chunk.sliding_table : chunk.full_table;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pos = past + i;
+      const int64_t page = table[static_cast<size_t>(kv::LogicalPage(pos))];
+      const int64_t at = kv::PoolOffset(page, kv::SlotInPage(pos), 0, 0, KV, hd);
+      std::copy_n(kx.data() + i * KV * hd, KV * hd, pools.k[l] + at);
+      std::copy_n(vx.data() + i * KV * hd, KV * hd, pools.v[l] + at);
+    }
 
-    AttentionRefArgs at;
+    PagedAttentionRefArgs at;
     at.q = q.data();
-    at.k = seq.k[l].data();
-    at.v = seq.v[l].data();
+    at.k_pool = pools.k[l];
+    at.v_pool = pools.v[l];
+    at.block_table = table.data();
+    at.q_blocks = blocks.data();
     at.o = o.data();
+    at.q_start = past;
     at.sq = n;
-    at.sk = total;
     at.hq = H;
     at.hkv = KV;
     at.hd = hd;
     at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
-    at.mask = sliding ? mask_sliding.data() : mask_full.data();
-    AttentionRef(at);
+    at.sliding = sliding;
+    at.window = W;
+    PagedAttentionRef(at);
     LinearRef(o.data(), L.o, L.o_bias, a.data(), n, D, H * hd);
     Norm(a.data(), L.post_attn_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
@@ -161,8 +156,6 @@ std::vector<float> Gemma3Decoder::Forward(Sequence& seq, std::span<const float> 
     Norm(a.data(), L.post_ff_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
   }
-  seq.length = total;
-
   const int64_t rows = all_logits ? n : 1;
   const float* h_in = x.data() + (n - rows) * D;
   std::vector<float> h(static_cast<size_t>(rows * D)),

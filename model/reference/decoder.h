@@ -7,8 +7,13 @@
 //   x += RMSNorm_post_attn(o); x += RMSNorm_post_ff(down(gelu_tanh(gate(m)) ⊙ up(m))),
 //   m = RMSNorm_pre_ff(x).
 // Then RMSNorm_final and logits = h · Eᵀ (tied) or · lm_headᵀ; no soft-capping.
-// Masks (spec §7.1, as transformers 5.17 composes them): full layers allow j ≤ i or (i, j) in the
-// same image block; sliding layers additionally require j > i − sliding_window.
+// Masks (spec §7.1, as transformers 5.17 composes them; kernels/kv_layout.h AttendAllowed): full
+// layers allow j ≤ i or (i, j) in the same image block; sliding layers additionally require
+// j > i − sliding_window.
+// Keys and values live in the runner's paged pools (kernels/kv_layout.h): Forward runs one chunk of
+// one sequence — its new positions' K/V are written into the pages, its queries read every key so
+// far through the block tables — so a sequence may be prefilled in chunks and extended by any
+// number of tokens, with bitwise the same results as in one piece.
 #pragma once
 
 #include <cstdint>
@@ -23,30 +28,33 @@ namespace vlmserve {
 
 class Gemma3Decoder {
  public:
-  // One sequence's state: its cached keys/values and what each position was.
-  struct Sequence {
-    int64_t length = 0;
-    std::vector<int32_t> image_block;      // per position: -1 for text, else the image-run index
-    int32_t image_blocks = 0;              // runs seen so far
-    std::vector<std::vector<float>> k, v;  // per layer: [length, kv_heads, head_dim], post-RoPE
-  };
-
   static StatusOr<Gemma3Decoder> Load(const Checkpoint& ck, const Gemma3Config& config);
 
-  Sequence NewSequence() const;
+  // Per layer, that layer's K and V pools: [pages, kv::kPageTokens, kv_heads, head_dim] fp32, in
+  // the pool of the layer's kind (full or sliding).
+  struct LayerPools {
+    std::span<float* const> k, v;
+  };
+  // One chunk of one sequence: positions start .. start + n − 1.
+  struct Chunk {
+    int64_t start = 0;
+    std::span<const uint8_t> token_types;  // n entries, 1 on image soft tokens
+    std::span<const int32_t> full_table, sliding_table;  // block tables (kernels/kv_layout.h)
+  };
 
   // Text embeddings × float32(√D) into `out` [ids.size(), D], skipping positions with is_soft = 1
   // (image soft tokens, written by the caller). Ids must be in [0, vocab_size).
   void Embed(std::span<const int32_t> ids, std::span<const uint8_t> is_soft, float* out) const;
 
-  // Appends n = token_type.size() positions to `seq` from their input embeddings [n, D] and
-  // returns logits: [1, vocab] for the last position, or [n, vocab] when all_logits.
-  std::vector<float> Forward(Sequence& seq, std::span<const float> embeddings,
-                             std::span<const uint8_t> token_type, bool all_logits) const;
+  // Runs the chunk from its input embeddings [n, D], writing its K/V into the pools, and returns
+  // logits: [1, vocab] for the last position, or [n, vocab] when all_logits.
+  std::vector<float> Forward(const LayerPools& pools, const Chunk& chunk,
+                             std::span<const float> embeddings, bool all_logits) const;
 
   int64_t hidden_size() const { return cfg_.hidden_size; }
   int64_t vocab_size() const { return cfg_.vocab_size; }
   float embed_scale() const { return embed_scale_; }
+  const Gemma3TextConfig& config() const { return cfg_; }
 
  private:
   struct Layer {

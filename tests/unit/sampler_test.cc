@@ -1,14 +1,14 @@
-// Sampling: greedy, reproducibility, and the empirical distribution against the softmax it should
-// follow (chi-square with a fixed seed, so the test is deterministic), with top-k and top-p.
-// Plus the single-sequence generation loop's stop and length handling.
-#include "engine/sampler.h"
-
+// Sampling (kernels/cpu/sample.h, the reference): greedy, reproducibility, counter-based draws,
+// the empirical distribution against the softmax it should follow (chi-square with a fixed seed,
+// so the test is deterministic) with top-k, top-p and an allowed-token mask, logprobs, and the
+// mask brute-forced over a whole vocabulary.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 
+#include "kernels/cpu/sample.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -74,6 +74,119 @@ TEST(SamplerTest, DistributionMatchesTheSoftmax) {
   EXPECT_LT(ChiSquare({1.0f, 0, 0.8f, 4}, logits,
                       Softmax(logits, 1.0, {false, true, false, false, true}), 100000),
             10.8);
+}
+
+// Draws are counter-based: draw n of a seed is the same whatever happened before it, and the
+// stateful Sampler's n-th call is draw n.
+TEST(SamplerTest, DrawsAreCounterBased) {
+  const std::vector<float> logits = {0.1f, 0.9f, 0.3f, 0.4f, 1.5f, 0.6f, 0.7f, 0.8f};
+  const SamplingParams p{1.0f, 0, 1.0f, 99};
+  Sampler s(p);
+  std::vector<int32_t> stateful;
+  for (int i = 0; i < 100; ++i) stateful.push_back(s.Sample(logits));
+  for (int i = 99; i >= 0; --i) {  // any order
+    auto r = SampleRef(logits, p, static_cast<uint64_t>(i));
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->token, stateful[static_cast<size_t>(i)]) << "draw " << i;
+  }
+  EXPECT_NE(SampleUniform(99, 0), SampleUniform(99, 1));
+  EXPECT_NE(SampleUniform(99, 0), SampleUniform(100, 0));
+}
+
+// Logprobs are log-softmax at temperature 1 over the allowed tokens, whatever the sampling
+// temperature; top logprobs are the best allowed tokens, best first.
+TEST(SamplerTest, LogprobsAreTheRestrictedSoftmax) {
+  const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f, 3.0f, 2.0f};
+  std::vector<uint32_t> mask(1, 0);
+  for (int id : {0, 1, 3, 5}) mask[0] |= 1u << id;
+  auto r = SampleRef(logits, {0.7f, 0, 1.0f, 5}, 0, mask.data(), 3);
+  ASSERT_TRUE(r.ok());
+  double z = 0;
+  for (int id : {0, 1, 3, 5}) z += std::exp(static_cast<double>(logits[id]));
+  EXPECT_NEAR(r->logprob, logits[r->token] - std::log(z), 1e-6);
+  ASSERT_EQ(r->top_logprobs.size(), 3u);
+  EXPECT_EQ(r->top_logprobs[0].first, 1);  // 2.0, tie with 5: the lower id first
+  EXPECT_EQ(r->top_logprobs[1].first, 5);
+  EXPECT_EQ(r->top_logprobs[2].first, 0);
+  EXPECT_NEAR(r->top_logprobs[0].second, 2.0 - std::log(z), 1e-6);
+  auto greedy = SampleRef(logits, {}, 0, mask.data(), 1);
+  EXPECT_EQ(greedy->token, 1);
+  EXPECT_EQ(greedy->top_logprobs[0].first, 1);
+}
+
+// Brute force over a vocabulary (the tiny models' 1216 ids, every one): a mask allowing only id t
+// returns t, greedy and sampled. Then, on a Gemma-sized vocabulary, the word edges and random
+// masks: never a disallowed id.
+TEST(SamplerTest, MaskedSamplingNeverReturnsADisallowedId) {
+  uint64_t x = 12345;
+  auto random_logits = [&x](int64_t vocab) {
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    for (float& l : logits) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      l = static_cast<float>(static_cast<int64_t>(x >> 40) % 2000) / 100.0f;
+    }
+    return logits;
+  };
+  auto only = [](int64_t vocab, std::initializer_list<int64_t> ids) {
+    std::vector<uint32_t> mask(MaskWords(vocab), 0);
+    for (int64_t id : ids) mask[static_cast<size_t>(id >> 5)] |= 1u << (id & 31);
+    return mask;
+  };
+  const std::vector<float> tiny = random_logits(1216);
+  for (int64_t id = 0; id < 1216; ++id) {
+    const std::vector<uint32_t> mask = only(1216, {id});
+    for (float temperature : {0.0f, 1.0f}) {
+      const SamplingParams p{temperature, static_cast<int32_t>(id % 3), id % 2 ? 0.5f : 1.0f,
+                             static_cast<uint64_t>(id)};
+      auto r = SampleRef(tiny, p, static_cast<uint64_t>(id), mask.data());
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(r->token, id);
+      EXPECT_EQ(r->logprob, 0.f);  // the only allowed token: probability 1
+    }
+  }
+  const int64_t vocab = 262208;
+  const std::vector<float> logits = random_logits(vocab);
+  for (int64_t id :
+       {int64_t{0}, int64_t{31}, int64_t{32}, int64_t{262143}, int64_t{262144}, int64_t{262207}}) {
+    EXPECT_EQ(SampleRef(logits, {1.0f, 0, 1.0f, 1}, 0, only(vocab, {id}).data())->token, id);
+  }
+  for (int trial = 0; trial < 60; ++trial) {
+    std::vector<uint32_t> mask(MaskWords(vocab), 0);
+    for (int k = 0; k < 1 + trial % 50; ++k) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      const int64_t id = static_cast<int64_t>(x >> 33) % vocab;
+      mask[static_cast<size_t>(id >> 5)] |= 1u << (id & 31);
+    }
+    const SamplingParams p{trial % 3 ? 1.3f : 0.0f, trial % 4 == 1 ? 5 : 0,
+                           trial % 5 == 2 ? 0.5f : 1.0f, static_cast<uint64_t>(trial)};
+    auto r = SampleRef(logits, p, static_cast<uint64_t>(trial), mask.data(), 2);
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(MaskAllows(mask.data(), r->token)) << "trial " << trial;
+    for (const auto& [id, lp] : r->top_logprobs) EXPECT_TRUE(MaskAllows(mask.data(), id));
+  }
+  const std::vector<uint32_t> none(MaskWords(vocab), 0);
+  EXPECT_EQ(SampleRef(logits, {}, 0, none.data()).status().code(), StatusCode::kInvalidArgument);
+}
+
+// With a mask, draws follow the softmax restricted to the allowed tokens.
+TEST(SamplerTest, MaskedDistributionMatchesTheRestrictedSoftmax) {
+  const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f, 3.0f};
+  const std::vector<bool> keep = {true, false, true, true, false};
+  uint32_t mask = 0b01101;
+  std::map<int32_t, int> counts;
+  const int n = 100000;
+  for (int i = 0; i < n; ++i) ++counts[SampleRef(logits, {1.0f, 0, 1.0f, 6}, i, &mask)->token];
+  const std::vector<double> expected = Softmax(logits, 1.0, keep);
+  double chi2 = 0;
+  for (int t = 0; t < 5; ++t) {
+    if (!keep[t]) {
+      EXPECT_EQ(counts[t], 0);
+      continue;
+    }
+    const double e = expected[t] * n;
+    chi2 += (counts[t] - e) * (counts[t] - e) / e;
+  }
+  EXPECT_LT(chi2, 13.8);  // 2 degrees of freedom: the 99.9th percentile
 }
 
 TEST(SamplerTest, ValidationNamesTheParameter) {

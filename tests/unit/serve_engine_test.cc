@@ -104,7 +104,8 @@ TEST(ServeEngineTest, StopEndsTheRunningRequestAtAStepAndTheQueuedOnesOnTheEngin
   all.insert(queued->threads.begin(), queued->threads.end());
   EXPECT_EQ(all.size(), 1u);
   EXPECT_EQ(all.count(std::this_thread::get_id()), 0u);
-  EXPECT_EQ(f.fake->live_sequences(), 0u);
+  EXPECT_EQ(f.engine->stats().kv.live_sequences, 0u);
+  EXPECT_EQ(f.engine->stats().kv.full_pages_used + f.engine->stats().kv.sliding_pages_used, 0);
   f.engine->Stop();  // idempotent
   EXPECT_FALSE(f.engine->Submit(TextRequest(1), running, nullptr).ok());
 }
@@ -131,6 +132,8 @@ TEST(ServeEngineTest, ExpiredAndCancelledRequestsNeverStart) {
   EXPECT_EQ(s.cancelled_in_queue, 1u);
   EXPECT_EQ(s.completed, 3u);
   EXPECT_GT(s.mean_service_ms, 150.0);  // 10 steps of 20 ms, measured
+  EXPECT_EQ(s.kv.live_sequences, 0u);
+  EXPECT_EQ(s.kv.full_pages_used + s.kv.sliding_pages_used, 0);
 }
 
 TEST(ServeEngineTest, AdmissionByBytesLetsOneRequestIntoAnEmptyQueue) {
@@ -158,7 +161,7 @@ TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(r->tokens, (std::vector<int32_t>{300, 301, 302}));
     EXPECT_EQ(r->finish, FinishReason::kLength);
-    EXPECT_EQ(f.fake->live_sequences(), 0u);
+    EXPECT_EQ(f.engine->stats().kv.live_sequences, 0u);
   }
   {
     Fixture f0 = MakeEngine(0ms, {}, false);
@@ -178,7 +181,7 @@ TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
     EXPECT_EQ(r->tokens, (std::vector<int32_t>{stop - 2, stop - 1}));
     EXPECT_EQ(r->finish, FinishReason::kStop);
     EXPECT_EQ(sink.ids, r->tokens);  // streamed as generated, the stop id never
-    EXPECT_EQ(f.fake->live_sequences(), 0u);
+    EXPECT_EQ(f.engine->stats().kv.live_sequences, 0u);
     auto bad = TextRequest(3);
     bad->sampling.temperature = -1;
     EXPECT_EQ(f.engine->RunNow(*bad).status().code(), StatusCode::kInvalidArgument);

@@ -1,0 +1,120 @@
+// Token sampling (see sample.h).
+#include "kernels/cpu/sample.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace vlmserve {
+
+Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab) {
+  if (!std::isfinite(p.temperature) || p.temperature < 0) {
+    return InvalidArgumentError("temperature must be a finite number ≥ 0, got " +
+                                std::to_string(p.temperature));
+  }
+  if (!std::isfinite(p.top_p) || p.top_p <= 0 || p.top_p > 1) {
+    return InvalidArgumentError("top_p must be in (0, 1], got " + std::to_string(p.top_p));
+  }
+  if (p.top_k < 0 || p.top_k > vocab) {
+    return InvalidArgumentError("top_k must be in [0, " + std::to_string(vocab) + "], got " +
+                                std::to_string(p.top_k));
+  }
+  return Status::Ok();
+}
+
+double SampleUniform(uint64_t seed, uint64_t draw) {
+  uint64_t z = seed + (draw + 1) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+StatusOr<SampleResult> SampleRef(std::span<const float> logits, const SamplingParams& params,
+                                 uint64_t draw, const uint32_t* allowed, int32_t top_logprobs) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  // One pass: the best allowed token (lowest id on ties) and how many are allowed.
+  int32_t best_id = -1, candidates = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    if (!MaskAllows(allowed, i)) continue;
+    ++candidates;
+    if (best_id < 0 || logits[i] > logits[best_id]) best_id = i;
+  }
+  if (candidates == 0) return InvalidArgumentError("the allowed-token mask allows no token");
+
+  // Log-probabilities over the allowed tokens at temperature 1 (double precision).
+  const double best = logits[best_id];
+  double z = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    if (MaskAllows(allowed, i)) z += std::exp(static_cast<double>(logits[i]) - best);
+  }
+  const double log_z = best + std::log(z);
+  auto logprob = [&](int32_t id) { return static_cast<float>(logits[id] - log_z); };
+  // Higher score first; ties: lower id first (deterministic, as torch.argmax).
+  auto better = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+
+  SampleResult r;
+  std::vector<int32_t> order;
+  const bool greedy = params.temperature == 0.0f;
+  if (!greedy || top_logprobs > 0) {
+    order.reserve(static_cast<size_t>(candidates));
+    for (int32_t i = 0; i < n; ++i) {
+      if (MaskAllows(allowed, i)) order.push_back(i);
+    }
+    const int32_t sorted = greedy ? std::min(top_logprobs, candidates) : candidates;
+    std::partial_sort(order.begin(), order.begin() + sorted, order.end(), better);
+    for (int32_t i = 0; i < std::min(top_logprobs, candidates); ++i) {
+      r.top_logprobs.emplace_back(order[i], logprob(order[i]));
+    }
+  }
+  if (greedy) {
+    r.token = best_id;
+    r.logprob = logprob(r.token);
+    return r;
+  }
+  int32_t keep = candidates;
+  if (params.top_k > 0 && params.top_k < candidates) {
+    const float kth = logits[order[params.top_k - 1]];
+    keep = params.top_k;
+    while (keep < candidates && logits[order[keep]] >= kth) ++keep;  // ties with the k-th stay
+  }
+  // Softmax of the scaled scores over the kept candidates (double precision).
+  std::vector<double> probs(static_cast<size_t>(keep));
+  const double t = params.temperature, max = logits[order[0]] / t;
+  double sum = 0;
+  for (int32_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(logits[order[i]] / t - max);
+  for (int32_t i = 0; i < keep; ++i) probs[i] /= sum;
+  if (params.top_p < 1.0f) {
+    // transformers removes, from the least likely up, tokens whose cumulative probability is
+    // ≤ 1 − top_p; equivalently the most likely tokens are kept while the mass before them is
+    // < top_p. At least one token stays.
+    double before = 0;
+    int32_t p_keep = 0;
+    while (p_keep < keep && (p_keep == 0 || before < params.top_p)) before += probs[p_keep++];
+    keep = p_keep;
+    double s = 0;
+    for (int32_t i = 0; i < keep; ++i) s += probs[i];
+    for (int32_t i = 0; i < keep; ++i) probs[i] /= s;
+  }
+  double u = SampleUniform(params.seed, draw);
+  r.token = order[keep - 1];  // when rounding leaves a sliver of mass
+  for (int32_t i = 0; i < keep; ++i) {
+    if (u < probs[i]) {
+      r.token = order[i];
+      break;
+    }
+    u -= probs[i];
+  }
+  r.logprob = logprob(r.token);
+  return r;
+}
+
+int32_t Sampler::Sample(std::span<const float> logits) {
+  auto r = SampleRef(logits, params_, draw_++);
+  return r.ok() ? r->token : -1;  // no mask: never an error
+}
+
+}  // namespace vlmserve
