@@ -11,8 +11,9 @@
 
 namespace vlmserve {
 
-VlmClient::VlmClient(const std::string& address, uint64_t max_message_bytes) {
+VlmClient::VlmClient(const std::string& address, uint64_t max_message_bytes, bool own_connection) {
   grpc::ChannelArguments args;
+  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxSendMessageSize(static_cast<int>(std::min<uint64_t>(max_message_bytes, INT_MAX)));
   args.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(max_message_bytes, INT_MAX)));
   channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);

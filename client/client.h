@@ -24,7 +24,10 @@ struct PredictOutcome {
 
 class VlmClient {
  public:
-  explicit VlmClient(const std::string& address, uint64_t max_message_bytes = 64u << 20);
+  // `own_connection`: a TCP connection of its own rather than one shared with other clients of
+  // the same address (load generators spread streams over several).
+  explicit VlmClient(const std::string& address, uint64_t max_message_bytes = 64u << 20,
+                     bool own_connection = false);
 
   PredictOutcome Predict(const v1::PredictRequest& request,
                          const std::function<void(const v1::TokenDelta&)>& on_delta = {},

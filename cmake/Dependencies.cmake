@@ -27,6 +27,7 @@ endif()
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++)
 pkg_check_modules(PROTOBUF REQUIRED IMPORTED_TARGET protobuf)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # the metrics endpoint
 find_program(VLMSERVE_PROTOC protoc REQUIRED)
 find_program(VLMSERVE_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 # Server reflection has no pkg-config file in Debian's packages: the library itself.

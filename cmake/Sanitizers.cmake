@@ -11,6 +11,16 @@ if(VLMSERVE_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# VLMSERVE_TSAN: ThreadSanitizer on all host code (scripts/test.sh's tsan stage: the engine's
+# queue, workers, scheduler and streaming to sinks). Not with CUDA or ASan.
+if(VLMSERVE_TSAN)
+  if(VLMSERVE_SANITIZE)
+    message(FATAL_ERROR "VLMSERVE_TSAN and VLMSERVE_SANITIZE cannot be combined")
+  endif()
+  add_compile_options("$<$<COMPILE_LANGUAGE:CXX>:-fsanitize=thread;-O1;-g;-fno-omit-frame-pointer>")
+  add_link_options(-fsanitize=thread)
+endif()
+
 # VLMSERVE_FUZZ: coverage instrumentation for libFuzzer on all code (clang only); the fuzz
 # executables add -fsanitize=fuzzer themselves (tests/CMakeLists.txt).
 if(VLMSERVE_FUZZ)

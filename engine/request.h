@@ -22,6 +22,8 @@ struct ServeRequest {
   int32_t max_new_tokens = 64;
   SamplingParams sampling;
   bool pan_and_scan = false;
+  // Cancel this session's older queued or running requests: only the newest frames matter.
+  bool latest_frame_wins = false;
   std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
   // The caller's deadline (gRPC's, converted); max() = none.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();

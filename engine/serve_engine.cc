@@ -1,35 +1,60 @@
-// The serving loop (see serve_engine.h).
+// The serving loop: intake, preparation on workers, and one scheduling iteration after another on
+// the engine thread (see serve_engine.h).
 #include "engine/serve_engine.h"
 
 #include <algorithm>
 #include <exception>
 #include <filesystem>
+#include <optional>
 
+#include "kernels/kv_layout.h"
 #include "model/runner_factory.h"
 #include "model/text/tokenizer.h"
 #include "model/weights/model_stats.h"
 
 namespace vlmserve {
+
+using Clock = std::chrono::steady_clock;
+
 namespace {
 
-int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t)
-      .count();
+int64_t Micros(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-// Frees a sequence's pages, and its encoded images, however the request ends.
-struct SequenceGuard {
-  KvManager& kv;
-  ModelRunner& runner;
-  SequenceId id;
-  ImageHandle images = 0;
-  ~SequenceGuard() {
-    kv.Free(id);
-    if (images) runner.ReleaseImages(images);
-  }
-};
+double Seconds(int64_t us) { return static_cast<double>(us) / 1e6; }
 
 }  // namespace
+
+// One request inside the engine. Created at intake; owned and touched by the engine thread only.
+struct ServeEngine::Seq {
+  uint64_t id = 0, arrival = 0;
+  std::shared_ptr<const ServeRequest> request;
+  std::shared_ptr<ResponseSink> sink;
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  SchedSeq::State state = SchedSeq::State::kPreparing;
+  uint64_t bytes = 0;  // what it counts in queued bytes until admitted
+
+  // Prepared.
+  ModelInputs inputs;
+  std::vector<int32_t> tokens;  // prompt, then every generated token
+  std::vector<uint8_t> types;   // 1 on soft tokens
+  std::vector<std::pair<int64_t, int64_t>> image_runs;
+  int64_t prefix_len = 0;  // tokens before the first image (the prefix cache's share)
+
+  // Running.
+  uint64_t admitted = 0;
+  int64_t computed = 0;  // positions in the KV cache
+  bool decoding = false;
+  ImageHandle images = 0;
+  int64_t image_base = 0;  // index of its first image in the handle's batch
+  bool vision_done = false;
+  bool started = false;  // admitted at least once
+  bool now = false;      // run by RunNow (the warm-up): not part of the service-time mean
+  std::unique_ptr<DecodeStream> stream;
+  ServeResult out;
+  Clock::time_point admitted_at, first_token_at;
+};
 
 StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& model_dir,
                                                          const std::string& device,
@@ -57,17 +82,16 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
                          EngineOptions options, Gemma3Processor processor)
     : model_(std::move(model)),
       runner_(std::move(runner)),
+      options_(std::move(options)),
       kv_(runner_->kv_pages(), model_->config.text.sliding_window,
           model_->config.text.NumLayersOfType(LayerType::kFullAttention) > 0,
           model_->config.text.NumLayersOfType(LayerType::kSlidingAttention) > 0),
-      options_(std::move(options)),
       max_context_(std::min(
           options_.max_context_tokens > 0
               ? std::min(options_.max_context_tokens, model_->config.text.max_position_embeddings)
               : model_->config.text.max_position_embeddings,
           kv_.max_tokens_per_sequence())),
       processor_(std::move(processor)) {
-  counters_.kv = kv_.counters();
   const Gemma3Config& c = model_->config;
   info_.model_type = c.model_type;
   info_.architecture = c.architecture;
@@ -80,12 +104,28 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
   info_.mm_tokens_per_image = c.has_vision ? c.mm_tokens_per_image : 0;
   info_.vocab_size = c.text.vocab_size;
   info_.max_context_tokens = max_context_;
+
+  // The budget must hold every decode row plus one whole image (or a prefill makes no progress).
+  const KvPoolSizes pools = runner_->kv_pages();
+  sched_.max_running = std::max<int64_t>(1, options_.max_running);
+  sched_.token_budget = std::max(options_.step_token_budget,
+                                 sched_.max_running + (c.has_vision ? c.mm_tokens_per_image : 1));
+  if (options_.prefill_chunk_tokens > 0) {
+    sched_.token_budget = std::max(std::min(sched_.token_budget, options_.prefill_chunk_tokens),
+                                   c.has_vision ? c.mm_tokens_per_image : int64_t{1});
+  }
+  sched_.max_images_per_batch = std::max<int64_t>(1, options_.max_images_per_batch);
+  sched_.full_pool_pages = c.text.NumLayersOfType(LayerType::kFullAttention) ? pools.full_pages : 0;
+  sched_.sliding_pool_pages =
+      c.text.NumLayersOfType(LayerType::kSlidingAttention) ? pools.sliding_pages : 0;
+  sched_.sliding_window = c.text.sliding_window;
+  published_.kv = kv_.counters();
 }
 
-int64_t RetryAfterMs(size_t queued, bool running, double mean_service_ms, int concurrency,
+int64_t RetryAfterMs(size_t queued, size_t running, double mean_service_ms, int concurrency,
                      double fallback_ms) {
   const double per_request = mean_service_ms > 0 ? mean_service_ms : fallback_ms;
-  const double ahead = static_cast<double>(queued) + (running ? 1 : 0);
+  const double ahead = static_cast<double>(queued) + static_cast<double>(running);
   const double ms = ahead * per_request / std::max(concurrency, 1);
   return static_cast<int64_t>(std::clamp(ms, 10.0, 60000.0));
 }
@@ -119,6 +159,7 @@ void ServeEngine::Start() {
   if (running_) return;
   running_ = true;
   stopping_ = false;
+  workers_ = std::make_unique<WorkerPool>(options_.preprocess_threads);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -129,30 +170,37 @@ void ServeEngine::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  // The engine thread ends the running request at its next step and fails the queued ones itself
-  // (sinks are only ever called on the engine thread).
   if (thread_.joinable()) thread_.join();
+  workers_.reset();  // finishes the tasks in hand; their results are not read any more
   std::lock_guard<std::mutex> lock(mu_);
   running_ = false;
 }
 
+void ServeEngine::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
 size_t ServeEngine::queued() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size();
+  return queued_;
 }
 
 EngineStats ServeEngine::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  EngineStats s = counters_;
-  s.queued = queue_.size();
+  EngineStats s = published_;
+  s.queued = queued_;
   s.queued_bytes = queued_bytes_;
-  s.running = busy_;
   return s;
 }
 
 int64_t ServeEngine::SuggestRetryAfterMs() const {
   const EngineStats s = stats();
-  return RetryAfterMs(s.queued, s.running, s.mean_service_ms);
+  return RetryAfterMs(s.queued, s.running, s.mean_service_ms,
+                      static_cast<int>(std::max<size_t>(1, s.running)));
 }
 
 Status ServeEngine::Submit(std::shared_ptr<const ServeRequest> request,
@@ -162,238 +210,502 @@ Status ServeEngine::Submit(std::shared_ptr<const ServeRequest> request,
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!running_ || stopping_) return UnavailableError("the engine is not running");
-    if (queue_.size() >= options_.max_queue) {
-      ++counters_.rejected_full;
+    if (queued_ >= options_.max_queue) {
+      ++published_.rejected_full;
       return ResourceExhaustedError("the request queue is full (" +
                                     std::to_string(options_.max_queue) + " waiting); retry later");
     }
-    if (!queue_.empty() && queued_bytes_ + bytes > options_.max_queued_bytes) {
-      ++counters_.rejected_full;
+    if (queued_ > 0 && queued_bytes_ + bytes > options_.max_queued_bytes) {
+      ++published_.rejected_full;
       return ResourceExhaustedError("queued requests hold " + std::to_string(queued_bytes_) +
                                     " bytes; this one (" + std::to_string(bytes) +
                                     " bytes) would pass the limit of " +
                                     std::to_string(options_.max_queued_bytes) + "; retry later");
     }
+    ++queued_;
     queued_bytes_ += bytes;
-    queue_.push_back({std::move(request), std::move(sink), std::move(cancelled)});
+    incoming_.push_back({next_id_++, std::move(request), std::move(sink), std::move(cancelled)});
   }
-  cv_.notify_one();
+  cv_.notify_all();
   return Status::Ok();
 }
 
-Status ServeEngine::CheckContinue(const ServeRequest& r, const std::atomic<bool>* cancelled) const {
-  if (stopping_.load()) return UnavailableError("the server is shutting down");
-  if (std::chrono::steady_clock::now() >= r.deadline) {
-    return {StatusCode::kDeadlineExceeded, "the request's deadline passed"};
+ServeEngine::Prepared ServeEngine::Prepare(uint64_t id, const ServeRequest& r) const {
+  const auto t0 = Clock::now();
+  Prepared p;
+  p.id = id;
+  p.inputs = [&]() -> StatusOr<ModelInputs> {
+    RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, model_->config.text.vocab_size));
+    ProcessorInput in;
+    in.images = &r.images;
+    in.system_prompt = r.system_prompt;
+    in.prompt = r.prompt;
+    in.pan_and_scan = r.pan_and_scan;
+    ASSIGN_OR_RETURN(ModelInputs inputs, processor_.Process(in));
+    const int64_t need = static_cast<int64_t>(inputs.prompt.ids.size()) + r.max_new_tokens;
+    if (need > max_context_) {
+      return InvalidArgumentError(
+          "the prompt is " + std::to_string(inputs.prompt.ids.size()) +
+          " tokens; with max_new_tokens " + std::to_string(r.max_new_tokens) +
+          " that exceeds the context limit of " + std::to_string(max_context_));
+    }
+    return inputs;
+  }();
+  p.preprocess_us = Micros(Clock::now() - t0);
+  return p;
+}
+
+void ServeEngine::Accept(Prepared p) {
+  auto it = seqs_.find(p.id);
+  if (it == seqs_.end()) return;  // already dropped while it was prepared
+  Seq& s = *it->second;
+  s.out.timings.preprocess_us = p.preprocess_us;
+  if (!p.inputs.ok()) {
+    Finish(s.id, p.inputs.status());
+    return;
   }
-  if (cancelled && cancelled->load()) return {StatusCode::kCancelled, "cancelled by the client"};
-  return Status::Ok();
+  s.inputs = std::move(p.inputs).value();
+  const Prompt& prompt = s.inputs.prompt;
+  s.tokens = prompt.ids;
+  s.types = prompt.token_type_ids;
+  for (const ImageSoftTokens& img : prompt.images) {
+    s.image_runs.emplace_back(static_cast<int64_t>(img.first),
+                              static_cast<int64_t>(img.first + img.count));
+  }
+  s.prefix_len =
+      s.image_runs.empty() ? static_cast<int64_t>(s.tokens.size()) : s.image_runs.front().first;
+  s.out.prompt_tokens = static_cast<int32_t>(prompt.ids.size());
+  s.out.images = static_cast<int32_t>(prompt.images.size());
+  s.stream = std::make_unique<DecodeStream>(*model_->tokenizer, /*skip_special_tokens=*/false);
+  s.state = SchedSeq::State::kWaiting;
 }
 
 void ServeEngine::Loop() {
   for (;;) {
-    Job job;
+    std::deque<Incoming> incoming;
+    std::deque<Prepared> prepared;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (stopping_) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      queued_bytes_ -= job.request->HeldBytes();
-      busy_ = true;
+      incoming.swap(incoming_);
+      prepared.swap(prepared_);
+      wake_ = false;
     }
-    const auto started = std::chrono::steady_clock::now();
-    // A request that can no longer be useful never starts (reliability.md G5).
-    if (Status why = CheckContinue(*job.request, job.cancelled.get()); !why.ok()) {
-      const int64_t waited_ms = MicrosSince(job.request->received) / 1000;
-      std::lock_guard<std::mutex> lock(mu_);
-      if (why.code() == StatusCode::kDeadlineExceeded) {
-        ++counters_.expired_in_queue;
-        why = Status(why.code(), "the deadline passed while the request waited in the queue (" +
-                                     std::to_string(waited_ms) + " ms); it was not started");
-      } else if (why.code() == StatusCode::kCancelled) {
-        ++counters_.cancelled_in_queue;
-        why = Status(why.code(), "cancelled before it started");
-      }
-      ++counters_.completed;
-      busy_ = false;
-      job.sink->OnError(why);
-      continue;
+    if (stopping_) break;
+    for (Incoming& in : incoming) {
+      auto s = std::make_unique<Seq>();
+      s->id = in.id;
+      s->arrival = in.id;
+      s->request = in.request;
+      s->sink = std::move(in.sink);
+      s->cancelled = std::move(in.cancelled);
+      s->bytes = in.request->HeldBytes();
+      seqs_.emplace(in.id, std::move(s));
+      // Preparation on a worker; the result comes back through prepared_.
+      workers_->Post([this, id = in.id, request = in.request] {
+        Prepared p = Prepare(id, *request);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          prepared_.push_back(std::move(p));
+        }
+        cv_.notify_all();
+      });
     }
-    // An exception here is a bug (or an allocation failure); it ends this request with INTERNAL
-    // and never the engine thread. The runner's sequence is released by Run's guard on unwind.
+    for (Prepared& p : prepared) Accept(std::move(p));
+    bool worked = false;
     try {
-      StatusOr<ServeResult> r = Run(*job.request, job.sink.get(), job.cancelled.get());
-      if (r.ok())
-        job.sink->OnResult(std::move(r).value());
-      else
-        job.sink->OnError(r.status());
+      worked = Iterate();
     } catch (const std::exception& e) {
-      job.sink->OnError(InternalError(std::string("exception in the engine: ") + e.what()));
-    } catch (...) {
-      job.sink->OnError(InternalError("unknown exception in the engine"));
+      // A bug (or an allocation failure) ends the running requests with INTERNAL, never the
+      // engine thread.
+      std::vector<uint64_t> ids;
+      for (const auto& [id, s] : seqs_) {
+        if (s->state == SchedSeq::State::kRunning) ids.push_back(id);
+      }
+      for (uint64_t id : ids) {
+        Finish(id, InternalError(std::string("exception in the engine: ") + e.what()));
+      }
+      worked = true;
     }
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-            .count();
-    PublishKvCounters();  // the request's pages are free again
-    std::lock_guard<std::mutex> lock(mu_);
-    // An exponential moving average over roughly the last 8 requests: recent enough to follow a
-    // change of load, smooth enough that one long request does not swing the retry hint.
-    counters_.mean_service_ms =
-        counters_.mean_service_ms == 0 ? ms : 0.875 * counters_.mean_service_ms + 0.125 * ms;
-    ++counters_.completed;
-    busy_ = false;
+    Publish();
+    if (worked) continue;
+    // Nothing to do: sleep until something arrives, a worker finishes, a cancel wakes us, or the
+    // nearest deadline passes.
+    Clock::time_point until = Clock::now() + std::chrono::seconds(1);
+    for (const auto& [id, s] : seqs_) until = std::min(until, s->request->deadline);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_until(lock, until, [this] {
+      return stopping_ || wake_ || !incoming_.empty() || !prepared_.empty();
+    });
   }
-  // Stopping: the queued requests end here, on the engine thread, like every other sink call.
-  std::deque<Job> dropped;
+  // Stopping: every request still here ends now, on the engine thread.
+  std::deque<Incoming> incoming;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    dropped.swap(queue_);
-    queued_bytes_ = 0;
+    incoming.swap(incoming_);
   }
-  for (Job& j : dropped) j.sink->OnError(UnavailableError("the server is shutting down"));
+  for (Incoming& in : incoming) in.sink->OnError(UnavailableError("the server is shutting down"));
+  std::vector<uint64_t> ids;
+  for (const auto& [id, s] : seqs_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    const Seq& s = *seqs_.at(id);
+    Finish(id,
+           UnavailableError(s.started ? "the server is shutting down after " +
+                                            std::to_string(s.out.tokens.size()) + " of at most " +
+                                            std::to_string(s.request->max_new_tokens) + " tokens"
+                                      : std::string("the server is shutting down")));
+  }
+  Publish();
 }
 
-StatusOr<StepOutput> ServeEngine::RunStep(StepRow& row, SequenceId seq) {
-  const int64_t end = row.start + static_cast<int64_t>(row.tokens.size());
-  RETURN_IF_ERROR(kv_.Grow(seq, end));
-  row.full_table = kv_.full_table(seq);
-  row.sliding_table = kv_.sliding_table(seq);
-  auto out = runner_->Step(std::span<const StepRow>(&row, 1));
-  kv_.ReleaseBeforeWindow(seq, end);
-  PublishKvCounters();
-  if (!out.ok()) return out.status();
-  return std::move((*out)[0]);
+bool ServeEngine::Iterate() {
+  SchedulerInput in;
+  in.config = sched_;
+  in.free_full_pages = kv_.available_full_pages();
+  in.free_sliding_pages = kv_.available_sliding_pages();
+  const auto now = Clock::now();
+  for (const auto& [id, sp] : seqs_) {
+    const Seq& s = *sp;
+    SchedSeq v;
+    v.id = id;
+    v.arrival = s.arrival;
+    v.state = s.state;
+    v.cancelled = s.cancelled && s.cancelled->load();
+    // A cancel just before the deadline is the deadline: the client's timer fires first.
+    v.expired = now >= s.request->deadline ||
+                (v.cancelled && now + std::chrono::milliseconds(20) >= s.request->deadline);
+    v.session = s.request->session_id;
+    v.latest_frame_wins = s.request->latest_frame_wins;
+    v.admitted = s.admitted;
+    v.decoding = s.decoding;
+    v.computed = s.computed;
+    v.total = static_cast<int64_t>(s.tokens.size());
+    v.image_runs = s.image_runs;
+    v.images = static_cast<int64_t>(s.image_runs.size());
+    v.vision_done = s.vision_done;
+    v.full_table_pages = static_cast<int64_t>(kv_.full_table(id).size());
+    v.sliding_table_pages = static_cast<int64_t>(kv_.sliding_table(id).size());
+    v.sliding_live_pages = kv_.live_sliding_pages(id);
+    if (s.state == SchedSeq::State::kWaiting && options_.prefix_cache) {
+      v.prefix_pages = kv_.CachedPrefixPages(s.tokens, s.prefix_len);
+    }
+    in.seqs.push_back(std::move(v));
+  }
+  const SchedulerPlan plan = Schedule(in);
+  if (plan.idle()) return false;
+  Execute(plan);
+  return true;
 }
 
-void ServeEngine::PublishKvCounters() {
-  const KvCounters c = kv_.counters();
+void ServeEngine::Execute(const SchedulerPlan& plan) {
+  for (const Drop& d : plan.drop) {
+    Seq& s = *seqs_.at(d.id);
+    const bool started = s.state == SchedSeq::State::kRunning || s.started;
+    const int64_t waited_ms = Micros(Clock::now() - s.request->received) / 1000;
+    const std::string progress = " after " + std::to_string(s.out.tokens.size()) + " of at most " +
+                                 std::to_string(s.request->max_new_tokens) + " tokens";
+    Status why;
+    switch (d.why) {
+      case Drop::Why::kCancelled:
+        why = {StatusCode::kCancelled,
+               started ? "cancelled by the client" + progress : "cancelled before it started"};
+        if (!started) {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++published_.cancelled_in_queue;
+        }
+        break;
+      case Drop::Why::kExpired:
+        if (started) {
+          why = {StatusCode::kDeadlineExceeded, "the request's deadline passed" + progress};
+        } else {
+          why = {StatusCode::kDeadlineExceeded,
+                 "the deadline passed while the request waited in the queue (" +
+                     std::to_string(waited_ms) + " ms); it was not started"};
+          std::lock_guard<std::mutex> lock(mu_);
+          ++published_.expired_in_queue;
+        }
+        break;
+      case Drop::Why::kSuperseded: {
+        const Seq& by = *seqs_.at(d.by);
+        why = {StatusCode::kCancelled, "superseded by the newer request " + by.request->request_id +
+                                           " of session " + by.request->session_id +
+                                           " (latest_frame_wins)"};
+        std::lock_guard<std::mutex> lock(mu_);
+        ++published_.superseded;
+        break;
+      }
+    }
+    Finish(d.id, why);
+  }
+  for (uint64_t id : plan.preempt) Preempt(*seqs_.at(id));
+  for (uint64_t id : plan.admit) {
+    Seq& s = *seqs_.at(id);
+    s.state = SchedSeq::State::kRunning;
+    s.admitted = ++admissions_;
+    if (!s.started) {
+      s.started = true;
+      s.admitted_at = Clock::now();
+      s.out.timings.queue_us = Micros(s.admitted_at - s.request->received);
+    }
+    if (options_.prefix_cache) s.computed = kv_.AdoptPrefix(id, s.tokens, s.prefix_len);
+    std::lock_guard<std::mutex> lock(mu_);
+    --queued_;
+    queued_bytes_ -= s.bytes;
+  }
+  if (!plan.vision.empty()) EncodeVision(plan.vision);
+  if (!plan.rows.empty()) RunRows(plan.rows);
+}
+
+void ServeEngine::EncodeVision(const std::vector<uint64_t>& ids) {
+  const auto t0 = Clock::now();
+  std::vector<float> pixels;
+  int64_t n = 0;
+  for (uint64_t id : ids) {
+    Seq& s = *seqs_.at(id);
+    s.image_base = n;
+    pixels.insert(pixels.end(), s.inputs.pixel_values.begin(), s.inputs.pixel_values.end());
+    n += static_cast<int64_t>(s.image_runs.size());
+  }
+  auto handle = runner_->EncodeImages(pixels, n);
+  const int64_t us = Micros(Clock::now() - t0);
+  if (!handle.ok()) {
+    for (uint64_t id : ids) Finish(id, handle.status());
+    return;
+  }
+  image_users_[*handle] = static_cast<int>(ids.size());
+  for (uint64_t id : ids) {
+    Seq& s = *seqs_.at(id);
+    s.images = *handle;
+    s.vision_done = true;
+    s.out.timings.vision_us += us;
+  }
+}
+
+void ServeEngine::ReleaseImages(Seq& s) {
+  if (!s.images) return;
+  if (--image_users_[s.images] == 0) {
+    image_users_.erase(s.images);
+    runner_->ReleaseImages(s.images);
+  }
+  s.images = 0;
+}
+
+void ServeEngine::Preempt(Seq& s) {
+  kv_.Free(s.id);
+  ReleaseImages(s);
+  s.computed = 0;
+  s.decoding = false;
+  s.vision_done = false;
+  s.state = SchedSeq::State::kWaiting;
   std::lock_guard<std::mutex> lock(mu_);
-  counters_.kv = c;
+  ++published_.preemptions;
+  ++queued_;
+  queued_bytes_ += s.bytes;
+}
+
+void ServeEngine::RunRows(const std::vector<PlannedRow>& planned) {
+  struct Live {
+    Seq* seq;
+    int64_t begin, end;
+    std::vector<ImageRef> refs;
+  };
+  std::vector<Live> live;
+  std::vector<uint64_t> failed;
+  for (const PlannedRow& r : planned) {
+    auto it = seqs_.find(r.id);
+    if (it == seqs_.end()) continue;
+    Seq& s = *it->second;
+    // A sequence admitted in this step may have started further on, from the prefix cache: its
+    // row waits for the next plan.
+    if (s.state != SchedSeq::State::kRunning || s.computed != r.begin) continue;
+    if (Status grown = kv_.Grow(s.id, r.end); !grown.ok()) {
+      Preempt(s);  // the pool ran short after all: recompute it later
+      continue;
+    }
+    Live l{&s, r.begin, r.end, {}};
+    int64_t run = 0;
+    for (const auto& [b, e] : s.image_runs) {
+      if (b >= r.begin && e <= r.end) l.refs.push_back({s.images, s.image_base + run});
+      ++run;
+    }
+    live.push_back(std::move(l));
+  }
+  if (live.empty()) return;
+  std::vector<StepRow> rows;
+  rows.reserve(live.size());
+  for (const Live& l : live) {
+    Seq& s = *l.seq;
+    StepRow row;
+    row.sequence = s.id;
+    row.tokens = std::span<const int32_t>(s.tokens).subspan(l.begin, l.end - l.begin);
+    row.token_types = std::span<const uint8_t>(s.types).subspan(l.begin, l.end - l.begin);
+    row.images = l.refs;
+    row.start = l.begin;
+    row.full_table = kv_.full_table(s.id);
+    row.sliding_table = kv_.sliding_table(s.id);
+    row.sample = l.end == static_cast<int64_t>(s.tokens.size());
+    row.sampling = s.request->sampling;
+    row.draw = s.out.tokens.size();  // the index of the token this sample produces
+    rows.push_back(row);
+  }
+  const auto t0 = Clock::now();
+  auto outputs = runner_->Step(rows);
+  const int64_t step_us = Micros(Clock::now() - t0);
+  metrics_.batch_rows.Observe(static_cast<double>(rows.size()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++published_.steps;
+    published_.rows += rows.size();
+    published_.max_rows = std::max<uint64_t>(published_.max_rows, rows.size());
+  }
+  if (!outputs.ok()) {
+    for (const Live& l : live) Finish(l.seq->id, outputs.status());
+    return;
+  }
+  bool any_token = false;
+  for (size_t i = 0; i < live.size(); ++i) {
+    Seq& s = *live[i].seq;
+    kv_.ReleaseBeforeWindow(s.id, live[i].end);
+    s.computed = live[i].end;
+    if (options_.prefix_cache && live[i].begin < s.prefix_len) {
+      kv_.PublishPrefix(s.id, s.tokens, s.prefix_len, s.computed);
+    }
+    // Its images are in the KV cache once the last image run is computed.
+    if (s.images && (s.image_runs.empty() || s.computed >= s.image_runs.back().second)) {
+      ReleaseImages(s);
+    }
+    if (!rows[i].sample) continue;
+    const int32_t token = (*outputs)[i].token;
+    if (s.out.tokens.empty()) {
+      s.first_token_at = Clock::now();
+      s.out.timings.first_token_us = Micros(s.first_token_at - s.request->received);
+      s.out.timings.prefill_us = Micros(s.first_token_at - s.admitted_at) - s.out.timings.vision_us;
+    }
+    const std::vector<int32_t>& stops = model_->generation.stop_ids;
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      s.out.finish = FinishReason::kStop;
+      Finish(s.id, Status::Ok());
+      continue;
+    }
+    any_token = true;
+    s.out.tokens.push_back(token);
+    s.tokens.push_back(token);
+    s.types.push_back(0);
+    std::string delta = s.stream->Step(token);
+    s.out.text += delta;
+    s.sink->OnDelta({token}, std::move(delta));
+    if (!s.now) {  // the warm-up is no one's request: not in the metrics
+      std::lock_guard<std::mutex> lock(mu_);
+      ++published_.generated_tokens;
+    }
+    if (static_cast<int32_t>(s.out.tokens.size()) >= s.request->max_new_tokens) {
+      s.out.finish = FinishReason::kLength;
+      Finish(s.id, Status::Ok());
+      continue;
+    }
+    s.decoding = true;
+  }
+  (void)step_us;
+  if (any_token && options_.test_token_delay.count() > 0) {
+    std::this_thread::sleep_for(options_.test_token_delay);
+  }
+}
+
+void ServeEngine::Finish(uint64_t id, Status status) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  std::unique_ptr<Seq> owned = std::move(it->second);
+  seqs_.erase(it);
+  Seq& s = *owned;
+  kv_.Free(id);
+  ReleaseImages(s);
+  if (s.state != SchedSeq::State::kRunning) {  // it still counted as queued
+    std::lock_guard<std::mutex> lock(mu_);
+    --queued_;
+    queued_bytes_ -= s.bytes;
+  }
+  const auto now = Clock::now();
+  if (status.ok()) {
+    std::string tail = s.stream->Flush();
+    if (!tail.empty()) {
+      s.out.text += tail;
+      s.sink->OnDelta({}, std::move(tail));
+    }
+    if (!s.out.tokens.empty()) s.out.timings.decode_us = Micros(now - s.first_token_at);
+    s.out.timings.total_us = Micros(now - s.request->received);
+    ParseActionText(s.out.text, &s.out.action);
+    const ServeTimings& t = s.out.timings;
+    if (!s.now) {
+      metrics_.request_duration.Observe(Seconds(t.total_us));
+      if (t.first_token_us > 0) metrics_.time_to_first_token.Observe(Seconds(t.first_token_us));
+      const int64_t phases[5] = {t.queue_us, t.preprocess_us, t.vision_us, t.prefill_us,
+                                 t.decode_us};
+      for (int i = 0; i < 5; ++i) metrics_.phase[i].Observe(Seconds(phases[i]));
+    }
+    s.sink->OnResult(std::move(s.out));
+  } else {
+    s.sink->OnError(std::move(status));
+  }
+  const double ms = std::chrono::duration<double, std::milli>(now - s.request->received).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  ++published_.completed;
+  if (s.started && !s.now) {
+    // An exponential moving average over roughly the last 8 requests: recent enough to follow a
+    // change of load, smooth enough that one long request does not swing the retry hint.
+    published_.mean_service_ms =
+        published_.mean_service_ms == 0 ? ms : 0.875 * published_.mean_service_ms + 0.125 * ms;
+  }
+}
+
+void ServeEngine::Publish() {
+  size_t running = 0;
+  for (const auto& [id, s] : seqs_) running += s->state == SchedSeq::State::kRunning;
+  const KvCounters kv = kv_.counters();
+  std::lock_guard<std::mutex> lock(mu_);
+  published_.running = running;
+  published_.kv = kv;
 }
 
 StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request, ResponseSink* sink) {
-  auto result = Run(request, sink, nullptr);
-  PublishKvCounters();  // the request's pages are free again
-  return result;
-}
-
-StatusOr<ServeResult> ServeEngine::Run(const ServeRequest& r, ResponseSink* sink,
-                                       const std::atomic<bool>* cancelled) {
-  const auto start = std::chrono::steady_clock::now();
-  ServeResult out;
-  out.timings.queue_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(start - r.received).count();
-  const Gemma3Config& cfg = model_->config;
-
-  // 1. Frames → one image → pixel values (+ pan & scan crops); messages → ids.
-  ProcessorInput in;
-  in.images = &r.images;
-  in.system_prompt = r.system_prompt;
-  in.prompt = r.prompt;
-  in.pan_and_scan = r.pan_and_scan;
-  ASSIGN_OR_RETURN(ModelInputs inputs, processor_.Process(in));
-  const Prompt& prompt = inputs.prompt;
-  const int64_t need = static_cast<int64_t>(prompt.ids.size()) + r.max_new_tokens;
-  if (need > max_context_) {
-    return InvalidArgumentError("the prompt is " + std::to_string(prompt.ids.size()) +
-                                " tokens; with max_new_tokens " + std::to_string(r.max_new_tokens) +
-                                " that exceeds the context limit of " +
-                                std::to_string(max_context_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (running_) return Status(StatusCode::kFailedPrecondition, "RunNow is for before Start()");
   }
-  out.prompt_tokens = static_cast<int32_t>(prompt.ids.size());
-  out.images = static_cast<int32_t>(prompt.images.size());
-  out.timings.preprocess_us = MicrosSince(start);
-
-  // 3. Vision, prefill, decode.
-  RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, cfg.text.vocab_size));
-  RETURN_IF_ERROR(CheckContinue(r, cancelled));
-  auto t = std::chrono::steady_clock::now();
-  const SequenceId seq = next_sequence_++;
-  SequenceGuard guard{kv_, *runner_, seq};
-  if (!prompt.images.empty()) {
-    ASSIGN_OR_RETURN(
-        guard.images,
-        runner_->EncodeImages(inputs.pixel_values, static_cast<int64_t>(prompt.images.size())));
-  }
-  out.timings.vision_us = MicrosSince(t);
-  RETURN_IF_ERROR(CheckContinue(r, cancelled));
-
-  // Prefill, in chunks that never split an image; the last chunk samples the first token.
-  t = std::chrono::steady_clock::now();
-  const int64_t n = static_cast<int64_t>(prompt.ids.size());
-  std::vector<ImageRef> refs;  // the prompt's image runs, in order: image i of the batch
-  for (size_t i = 0; i < prompt.images.size(); ++i) {
-    refs.push_back({guard.images, static_cast<int64_t>(i)});
-  }
-  StepOutput sampled;
-  size_t run = 0;
-  for (const auto& [begin, end] :
-       PrefillChunks(prompt.token_type_ids, options_.prefill_chunk_tokens)) {
-    StepRow row;
-    row.sequence = seq;
-    row.tokens = std::span<const int32_t>(prompt.ids).subspan(begin, end - begin);
-    row.token_types = std::span<const uint8_t>(prompt.token_type_ids).subspan(begin, end - begin);
-    size_t runs = 0;
-    for (int64_t i = begin; i < end; ++i) {
-      runs += prompt.token_type_ids[static_cast<size_t>(i)] == 1 &&
-              (i == begin || prompt.token_type_ids[static_cast<size_t>(i - 1)] != 1);
+  // Collects the outcome and forwards the deltas.
+  struct Collect : ResponseSink {
+    ResponseSink* forward = nullptr;
+    std::optional<StatusOr<ServeResult>> outcome;
+    void OnDelta(std::vector<int32_t> ids, std::string text) override {
+      if (forward) forward->OnDelta(std::move(ids), std::move(text));
     }
-    row.images = std::span<const ImageRef>(refs).subspan(run, runs);
-    run += runs;
-    row.start = begin;
-    row.sample = end == n;
-    row.sampling = r.sampling;
-    row.draw = 0;
-    ASSIGN_OR_RETURN(sampled, RunStep(row, seq));
-    if (!row.sample) RETURN_IF_ERROR(CheckContinue(r, cancelled));
+    void OnResult(ServeResult r) override { outcome = std::move(r); }
+    void OnError(Status s) override { outcome = StatusOr<ServeResult>(std::move(s)); }
+  };
+  auto collect = std::make_shared<Collect>();
+  collect->forward = sink;
+  auto req = std::make_shared<const ServeRequest>(request);
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = next_id_++;
+    ++queued_;
+    queued_bytes_ += req->HeldBytes();
   }
-  if (guard.images) {  // the soft tokens are in the KV cache now
-    runner_->ReleaseImages(guard.images);
-    guard.images = 0;
-  }
-  out.timings.prefill_us = MicrosSince(t);
-
-  // Decode: one sampled token per step (the row's draw counter is the token's index).
-  t = std::chrono::steady_clock::now();
-  DecodeStream stream(*model_->tokenizer, /*skip_special_tokens=*/false);
-  const std::vector<int32_t>& stops = model_->generation.stop_ids;
-  for (int32_t step = 0; step < r.max_new_tokens; ++step) {
-    if (Status why = CheckContinue(r, cancelled); !why.ok()) {
-      return Status(why.code(), why.message() + " after " + std::to_string(step) + " of at most " +
-                                    std::to_string(r.max_new_tokens) + " tokens");
+  auto s = std::make_unique<Seq>();
+  s->id = id;
+  s->arrival = id;
+  s->request = req;
+  s->sink = collect;
+  s->bytes = req->HeldBytes();
+  s->now = true;
+  seqs_.emplace(id, std::move(s));
+  Accept(Prepare(id, *req));
+  while (!collect->outcome) {
+    if (!Iterate()) {  // nothing can happen any more: a bug
+      Finish(id, InternalError("the engine made no progress on the request"));
     }
-    const int32_t token = sampled.token;
-    if (step == 0) out.timings.first_token_us = MicrosSince(r.received);
-    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
-      out.finish = FinishReason::kStop;
-      break;
-    }
-    out.tokens.push_back(token);
-    std::string delta = stream.Step(token);
-    out.text += delta;
-    if (sink) sink->OnDelta({token}, std::move(delta));
-    if (options_.test_token_delay.count() > 0)
-      std::this_thread::sleep_for(options_.test_token_delay);
-    if (step + 1 == r.max_new_tokens) break;
-    StepRow row;
-    row.sequence = seq;
-    row.tokens = std::span<const int32_t>(&token, 1);
-    row.start = n + step;
-    row.sampling = r.sampling;
-    row.draw = static_cast<uint64_t>(step) + 1;
-    ASSIGN_OR_RETURN(sampled, RunStep(row, seq));
   }
-  std::string tail = stream.Flush();
-  if (!tail.empty()) {
-    out.text += tail;
-    if (sink) sink->OnDelta({}, std::move(tail));
-  }
-  out.timings.decode_us = MicrosSince(t);
-  out.timings.total_us = MicrosSince(r.received);
-  ParseActionText(out.text, &out.action);
-  return out;
+  Publish();
+  return std::move(*collect->outcome);
 }
 
 }  // namespace vlmserve

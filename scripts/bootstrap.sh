@@ -44,6 +44,7 @@ PACKAGES=(
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-dev
   python3 python3-grpcio grpc-proto
+  prometheus  # promtool, which checks the metrics endpoint's exposition in the tests
 )
 
 missing=()

@@ -7,13 +7,17 @@
 #   2. ctest: every unit, CLI, GPU (skipping) and fuzz-corpus-replay test under the sanitizers
 #   3. memory: the server's peak-RSS bounds (tests/memory) from a plain build in build-plain/
 #      (RSS means nothing under ASan)
+#   3b. tsan: ThreadSanitizer build (clang) in build-tsan/ of the engine tests — queue, worker
+#      pool, engine thread, scheduler, streaming to sinks, with the fake and the CPU runner (the
+#      gRPC transport is left out: Debian's libgrpc is not instrumented, so TSan cannot see its
+#      synchronisation and would report its callbacks as races)
 #   4. fuzz: the libFuzzer targets built with clang in build-fuzz/, each run for a fixed number
 #      of inputs from a fixed seed with address randomisation off (scripts/fuzz.sh --smoke): the
 #      same commit always explores the same inputs, so a finding is reproducible, never luck.
 #      Longer random fuzzing is scripts/fuzz.sh without --smoke (not part of CI).
 #
 # Environment: VLMSERVE_CUDA=AUTO|ON|OFF, VLMSERVE_FUZZ_RUNS (inputs per target; see fuzz.sh),
-#              VLMSERVE_SKIP_FUZZ=1, VLMSERVE_SKIP_MEMORY=1,
+#              VLMSERVE_SKIP_FUZZ=1, VLMSERVE_SKIP_MEMORY=1, VLMSERVE_SKIP_TSAN=1,
 #              VLMSERVE_SHARED_DIR (where gemma3/ reference files are; default ../shared).
 set -euo pipefail
 
@@ -55,6 +59,17 @@ memory_bounds() {
 }
 if [[ "${VLMSERVE_SKIP_MEMORY:-0}" != 1 ]]; then
   stage memory memory_bounds
+fi
+
+thread_sanitizer() {
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+    -DVLMSERVE_CUDA=OFF -DVLMSERVE_TSAN=ON >/dev/null
+  cmake --build build-tsan -j "$(nproc)" --target vlmserve_model_tests
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" build-tsan/bin/vlmserve_model_tests \
+    --gtest_filter='ServeEngine*:Scheduler*:KvManager*:EngineConcurrency*'
+}
+if [[ "${VLMSERVE_SKIP_TSAN:-0}" != 1 ]]; then
+  stage tsan thread_sanitizer
 fi
 
 if [[ "${VLMSERVE_SKIP_FUZZ:-0}" != 1 ]]; then

@@ -43,6 +43,10 @@ int Run(int argc, char** argv) {
       ->default_val(50051)
       ->check(CLI::Range(0, 65535));
   app.add_option("--port-file", o.port_file, "Write the bound port to this file");
+  app.add_option("--metrics-port", o.metrics_port,
+                 "Serve Prometheus metrics at http://LISTEN:PORT/metrics (0 = a free port, logged; "
+                 "absent = off)")
+      ->check(CLI::Range(0, 65535));
   app.add_flag("--reflection,!--no-reflection", o.reflection,
                "gRPC server reflection (default on)");
   app.add_option("--max-message-bytes", o.max_message_bytes, "Largest request accepted")
@@ -69,10 +73,30 @@ int Run(int argc, char** argv) {
       ->default_val(0)
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 26));
   app.add_option("--prefill-chunk-tokens", o.prefill_chunk_tokens,
-                 "Prefill prompts in chunks of at most this many tokens (0 = whole prompts); an "
-                 "image's soft tokens are never split")
+                 "Prefill prompts in chunks of at most this many tokens (0 = as the step budget "
+                 "allows); an image's soft tokens are never split")
       ->default_val(0)
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  app.add_option("--max-running", o.max_running,
+                 "Requests batched in one model step at once (continuous batching); more wait "
+                 "in the queue")
+      ->default_val(64)
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  app.add_option("--step-token-budget", o.step_token_budget,
+                 "Tokens per model step: every running request's next token, then prompt "
+                 "chunks; raised to hold one image and every running request")
+      ->default_val(512)
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--max-images-per-batch", o.max_images_per_batch,
+                 "Images encoded by the vision tower in one batch")
+      ->default_val(8)
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  app.add_option("--preprocess-threads", o.preprocess_threads,
+                 "Worker threads that decode frames, preprocess and tokenize requests")
+      ->default_val(2)
+      ->check(CLI::Range(1, 256));
+  app.add_flag("--prefix-cache,!--no-prefix-cache", o.prefix_cache,
+               "Share the KV pages of common prompt prefixes between requests (default on)");
   app.add_option("--max-image-side", o.image.max_side, "Pixels per side of one image")
       ->default_val(8192);
   app.add_option("--max-image-pixels", o.image.max_pixels, "Pixels of one image")

@@ -9,6 +9,8 @@ std::string DescribeOptions(const ServerOptions& o) {
   std::ostringstream s;
   s << "model=" << (o.model_dir.empty() ? "<built-in>" : o.model_dir) << " device=" << o.device
     << " listen=" << o.listen << ":" << o.port << " reflection=" << (o.reflection ? "on" : "off")
+    << " metrics_port="
+    << (o.metrics_port < 0 ? std::string("off") : std::to_string(o.metrics_port))
     << " max_message_bytes=" << o.max_message_bytes << " max_frames=" << o.max_frames
     << " max_prompt_bytes=" << o.max_prompt_bytes
     << " max_system_prompt_bytes=" << o.max_system_prompt_bytes
@@ -21,7 +23,11 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_queued_bytes=" << o.max_queued_bytes
     << " kv_cache_tokens=" << (o.kv_cache_tokens ? std::to_string(o.kv_cache_tokens) : "auto")
     << " prefill_chunk_tokens="
-    << (o.prefill_chunk_tokens ? std::to_string(o.prefill_chunk_tokens) : "whole")
+    << (o.prefill_chunk_tokens ? std::to_string(o.prefill_chunk_tokens) : "budget")
+    << " max_running=" << o.max_running << " step_token_budget=" << o.step_token_budget
+    << " max_images_per_batch=" << o.max_images_per_batch
+    << " preprocess_threads=" << o.preprocess_threads
+    << " prefix_cache=" << (o.prefix_cache ? "on" : "off")
     << " stream_write_timeout_ms=" << o.stream_write_timeout.count()
     << " max_streams_per_connection=" << o.max_streams_per_connection
     << " keepalive_time_ms=" << o.keepalive_time.count()
@@ -47,6 +53,11 @@ EngineOptions EngineOptionsFor(const ServerOptions& o) {
   eo.max_context_tokens = o.max_context_tokens;
   eo.kv_cache_tokens = o.kv_cache_tokens;
   eo.prefill_chunk_tokens = o.prefill_chunk_tokens;
+  eo.max_running = o.max_running;
+  eo.step_token_budget = o.step_token_budget;
+  eo.max_images_per_batch = o.max_images_per_batch;
+  eo.preprocess_threads = o.preprocess_threads;
+  eo.prefix_cache = o.prefix_cache;
   eo.test_token_delay = o.test_token_delay;
   return eo;
 }

@@ -19,6 +19,7 @@ struct ServerOptions {
   int port = 50051;       // 0: a free port, logged (and written to port_file)
   std::string port_file;  // write the bound port here (for scripts and tests)
   bool reflection = true;
+  int metrics_port = -1;  // Prometheus /metrics: -1 = off, 0 = a free port (logged)
   uint64_t max_message_bytes = 32u << 20;  // gRPC receive cap: four 1920x1080 raw frames fit
 
   // Per-request limits.
@@ -34,6 +35,13 @@ struct ServerOptions {
   // The model's memory and steps.
   int64_t kv_cache_tokens = 0;       // tokens of KV cache (each pool); 0 = the runner's default
   int64_t prefill_chunk_tokens = 0;  // prefill in chunks of this many tokens; 0 = whole prompts
+
+  // Continuous batching (engine/scheduler.h).
+  int64_t max_running = 64;          // requests in a step at once
+  int64_t step_token_budget = 512;   // tokens per step (decode rows count one each)
+  int64_t max_images_per_batch = 8;  // images per vision batch
+  int preprocess_threads = 2;        // workers that decode frames, preprocess and tokenize
+  bool prefix_cache = true;
 
   // Capacity.
   size_t max_queue = 64;

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "common/text_safety.h"
+#include "server/server_metrics.h"
 
 namespace vlmserve {
 namespace {
@@ -99,6 +100,16 @@ StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& optio
   SetHealth(s->server_.get(), false);
   spdlog::info("listening on {}:{} (health NOT_SERVING until the model is loaded and warmed up)",
                options.listen, s->port_);
+  if (options.metrics_port >= 0) {
+    VlmServer* raw = s.get();
+    auto metrics = MetricsServer::Start(options.listen, options.metrics_port, [raw] {
+      std::shared_ptr<ServingModel> serving = raw->serving();
+      return RenderMetrics(*raw->service_, serving ? serving->engine.get() : nullptr);
+    });
+    if (!metrics.ok()) return metrics.status();
+    s->metrics_ = std::move(metrics).value();
+    spdlog::info("metrics on http://{}:{}/metrics", options.listen, s->metrics_->port());
+  }
   if (!options.port_file.empty()) {
     std::ofstream(options.port_file) << s->port_ << "\n";
   }
@@ -162,7 +173,10 @@ Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
   info.set_model_path(m.model_name);
   serving->facts = {m.has_vision, m.vocab_size};
   serving->engine->Start();
-  serving_ = serving;
+  {
+    std::lock_guard<std::mutex> lock(serving_mu_);
+    serving_ = serving;
+  }
   service_->SetModel(std::move(serving));
   SetHealth(server_.get(), true);
   spdlog::info("SERVING on port {}", port_);
@@ -186,7 +200,10 @@ void VlmServer::Shutdown(std::chrono::milliseconds grace) {
     server_->Wait();
   }
   if (model && model->engine) model->engine->Stop();
-  serving_.reset();
+  {
+    std::lock_guard<std::mutex> lock(serving_mu_);
+    serving_.reset();
+  }
   if (service_)
     spdlog::info("predict calls: {} ({})", service_->counters().calls.load(),
                  service_->counters().Summary());

@@ -12,9 +12,11 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/status.h"
+#include "server/metrics_http.h"
 #include "server/options.h"
 #include "server/service.h"
 
@@ -40,14 +42,20 @@ class VlmServer {
   // For tests and logs.
   const VlmService& service() const { return *service_; }
   // The engine, while a model is served (null before and after).
-  std::shared_ptr<ServingModel> serving() const { return serving_; }
+  std::shared_ptr<ServingModel> serving() const {
+    std::lock_guard<std::mutex> lock(serving_mu_);
+    return serving_;
+  }
+  int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
 
  private:
   VlmServer() = default;
   ServerOptions options_;
   std::unique_ptr<VlmService> service_;
   std::unique_ptr<grpc::Server> server_;
+  mutable std::mutex serving_mu_;  // the metrics endpoint reads serving_ from its threads
   std::shared_ptr<ServingModel> serving_;
+  std::unique_ptr<MetricsServer> metrics_;
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
 };

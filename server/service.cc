@@ -17,6 +17,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr auto kDeadlineSlack = std::chrono::milliseconds(20);
+
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
@@ -147,6 +149,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     state_->write_since_ns = 0;
     if (!ok) {  // the client is gone, or the call was cancelled while the write waited
       cancelled_->store(true);
+      if (model_) model_->engine->Wake();
       FinishLocked(cancel_reason_
                        ? *cancel_reason_
                        : grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
@@ -157,6 +160,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
   void OnCancel() override {
     cancelled_->store(true);
+    if (model_) model_->engine->Wake();  // the engine drops it at its next step
     std::lock_guard<std::recursive_mutex> lock(state_->mu);
     if (!cancel_reason_) cancel_reason_ = CancelReason();
     if (!writing_) FinishLocked(*cancel_reason_);
@@ -181,6 +185,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
                                   "the client read nothing for " + std::to_string(timeout.count()) +
                                       " ms (--stream-write-timeout); the call was cut");
     cancelled_->store(true);
+    if (model_) model_->engine->Wake();
     context_->TryCancel();
   }
 
@@ -200,9 +205,11 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
  private:
-  // Why the call was cancelled: the deadline, or the client.
+  // Why the call was cancelled: the deadline, or the client. The client's own deadline timer
+  // fires (and cancels the call) just before ours, which started when the request arrived: a
+  // cancel within kDeadlineSlack of the deadline is the deadline.
   grpc::Status CancelReason() const {
-    if (context_->deadline() <= std::chrono::system_clock::now()) {
+    if (context_->deadline() <= std::chrono::system_clock::now() + kDeadlineSlack) {
       return {grpc::StatusCode::DEADLINE_EXCEEDED, "the call's deadline passed"};
     }
     return {grpc::StatusCode::CANCELLED, "cancelled by the client"};

@@ -182,6 +182,10 @@ StatusOr<ServeRequest> ValidatePredictRequest(v1::PredictRequest& in, const Serv
     return InvalidArgumentError("options.pan_and_scan needs a multimodal model");
   }
   r.pan_and_scan = o.pan_and_scan();
+  if (o.latest_frame_wins() && r.session_id.empty()) {
+    return InvalidArgumentError("options.latest_frame_wins needs a session_id");
+  }
+  r.latest_frame_wins = o.latest_frame_wins();
   return r;
 }
 

@@ -3,7 +3,7 @@
 //   vlmserve-client predict --server ADDR (--frames F1 [F2 F3 F4] | --grid FILE) --prompt TEXT
 //                   [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-k K]
 //                   [--top-p P] [--seed S] [--pan-and-scan] [--request-id ID] [--session-id ID]
-//                   [--json]
+//                   [--deadline-ms MS] [--latest-frame-wins] [--json]
 //       prints the streamed text as it arrives, then the result and timings
 //   vlmserve-client health --server ADDR [--service NAME]   exit 0 only when SERVING
 //   vlmserve-client info --server ADDR                       the served model and limits
@@ -62,6 +62,17 @@ int Run(int argc, char** argv) {
   predict->add_flag("--pan-and-scan", pan_and_scan, "Ask for pan & scan crops");
   predict->add_option("--request-id", request_id, "Your id for this request");
   predict->add_option("--session-id", session_id, "Your agent's identity");
+  int64_t deadline_ms = 300000;
+  bool latest_frame_wins = false;
+  predict
+      ->add_option("--deadline-ms", deadline_ms,
+                   "The call's deadline: the server stops (or never starts) the request after "
+                   "this many milliseconds; DEADLINE_EXCEEDED")
+      ->default_val(300000)
+      ->check(CLI::Range(int64_t{1}, int64_t{86400000}));
+  predict->add_flag("--latest-frame-wins", latest_frame_wins,
+                    "Cancel this session's older requests still queued or running (needs "
+                    "--session-id)");
   predict->add_flag("--json", as_json, "Print the result message as JSON instead of text");
 
   auto* health = app.add_subcommand("health", "Exit 0 only when the server is SERVING");
@@ -121,11 +132,15 @@ int Run(int argc, char** argv) {
   if (*o_p) o->set_top_p(top_p);
   if (*o_seed) o->set_seed(seed);
   o->set_pan_and_scan(pan_and_scan);
-  PredictOutcome r = client.Predict(req, [&](const v1::TokenDelta& d) {
-    if (as_json) return;
-    std::fwrite(d.text().data(), 1, d.text().size(), stdout);
-    std::fflush(stdout);
-  });
+  o->set_latest_frame_wins(latest_frame_wins);
+  PredictOutcome r = client.Predict(
+      req,
+      [&](const v1::TokenDelta& d) {
+        if (as_json) return;
+        std::fwrite(d.text().data(), 1, d.text().size(), stdout);
+        std::fflush(stdout);
+      },
+      std::chrono::milliseconds(deadline_ms));
   if (!r.status.ok()) {
     if (!as_json) std::printf("\n");
     std::fprintf(stderr, "vlmserve-client: %d %s\n", static_cast<int>(r.status.error_code()),

@@ -66,51 +66,56 @@ Status CpuModelRunner::Validate(const StepRow& row) const {
 StatusOr<std::vector<StepOutput>> CpuModelRunner::Step(std::span<const StepRow> rows) {
   // Validate the whole batch first: a bad row must not leave others half-written.
   for (const StepRow& row : rows) RETURN_IF_ERROR(Validate(row));
-  std::vector<StepOutput> out;
-  out.reserve(rows.size());
-  for (const StepRow& row : rows) {
-    ASSIGN_OR_RETURN(StepOutput o, RunRow(row));
-    out.push_back(std::move(o));
+  if (rows.empty()) return std::vector<StepOutput>{};
+  const int64_t D = decoder_.hidden_size(), vocab = decoder_.vocab_size();
+  const size_t per_image = static_cast<size_t>(config_.mm_tokens_per_image * D);
+
+  // Every row's input embeddings one after the other; soft tokens replace the image positions,
+  // one image per run, in order (spec §3.6; not scaled).
+  std::vector<std::vector<uint8_t>> text_types(rows.size());
+  std::vector<Gemma3Decoder::Chunk> chunks;
+  std::vector<float> emb;
+  std::unique_ptr<bool[]> all(new bool[rows.size()]);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const StepRow& row = rows[r];
+    const size_t n = row.tokens.size();
+    if (row.token_types.empty()) text_types[r].assign(n, 0);
+    const std::span<const uint8_t> types =
+        row.token_types.empty() ? std::span<const uint8_t>(text_types[r]) : row.token_types;
+    const size_t base = emb.size();
+    emb.resize(base + n * static_cast<size_t>(D));
+    decoder_.Embed(row.tokens, types, emb.data() + base);
+    size_t run = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (types[i] != 1) continue;
+      const ImageRef& ref = row.images[run++];
+      const float* src =
+          images_.at(ref.handle).soft.data() + static_cast<size_t>(ref.index) * per_image;
+      std::copy_n(src, per_image, emb.data() + base + i * static_cast<size_t>(D));
+      i += static_cast<size_t>(config_.mm_tokens_per_image) - 1;
+    }
+    chunks.push_back({row.start, types, row.full_table, row.sliding_table});
+    all[r] = row.logits == LogitsMode::kAll;
+  }
+  std::vector<std::vector<float>> logits = decoder_.ForwardBatch(
+      {k_ptrs_, v_ptrs_}, chunks, emb, std::span<const bool>(all.get(), rows.size()));
+
+  std::vector<StepOutput> out(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const StepRow& row = rows[r];
+    StepOutput& o = out[r];
+    if (row.sample) {
+      const std::span<const float> last(logits[r].data() + logits[r].size() - vocab,
+                                        static_cast<size_t>(vocab));
+      ASSIGN_OR_RETURN(SampleResult s,
+                       SampleRef(last, row.sampling, row.draw, row.allowed, row.top_logprobs));
+      o.token = s.token;
+      o.logprob = s.logprob;
+      o.top_logprobs = std::move(s.top_logprobs);
+    }
+    if (row.logits != LogitsMode::kNone) o.logits = std::move(logits[r]);  // [1 or n, vocab]
   }
   return out;
-}
-
-StatusOr<StepOutput> CpuModelRunner::RunRow(const StepRow& row) {
-  const int64_t D = decoder_.hidden_size(), vocab = decoder_.vocab_size();
-  const size_t n = row.tokens.size();
-  const std::vector<uint8_t> text(row.token_types.empty() ? n : 0, 0);
-  const std::span<const uint8_t> types =
-      row.token_types.empty() ? std::span<const uint8_t>(text) : row.token_types;
-  std::vector<float> emb(n * static_cast<size_t>(D));
-  decoder_.Embed(row.tokens, types, emb.data());
-  // Soft tokens replace the image positions, one image per run, in order (spec §3.6); they are
-  // not scaled.
-  const size_t per_image = static_cast<size_t>(config_.mm_tokens_per_image * D);
-  size_t run = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (types[i] != 1) continue;
-    const ImageRef& ref = row.images[run++];
-    const float* src =
-        images_.at(ref.handle).soft.data() + static_cast<size_t>(ref.index) * per_image;
-    std::copy_n(src, per_image, emb.data() + i * static_cast<size_t>(D));
-    i += static_cast<size_t>(config_.mm_tokens_per_image) - 1;
-  }
-  Gemma3Decoder::Chunk chunk{row.start, types, row.full_table, row.sliding_table};
-  const bool all = row.logits == LogitsMode::kAll;
-  std::vector<float> logits = decoder_.Forward({k_ptrs_, v_ptrs_}, chunk, emb, all);
-
-  StepOutput o;
-  if (row.sample) {
-    const std::span<const float> last(logits.data() + logits.size() - static_cast<size_t>(vocab),
-                                      static_cast<size_t>(vocab));
-    ASSIGN_OR_RETURN(SampleResult s,
-                     SampleRef(last, row.sampling, row.draw, row.allowed, row.top_logprobs));
-    o.token = s.token;
-    o.logprob = s.logprob;
-    o.top_logprobs = std::move(s.top_logprobs);
-  }
-  if (row.logits != LogitsMode::kNone) o.logits = std::move(logits);  // [1 or n, vocab]
-  return o;
 }
 
 }  // namespace vlmserve

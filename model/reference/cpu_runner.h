@@ -1,8 +1,9 @@
 // CpuModelRunner: the ModelRunner of the fp32 CPU reference (SigLIP tower, projector, decoder).
 // Correct on any Gemma 3 checkpoint, slowly: weights are widened to fp32 in memory (4 bytes per
-// parameter: the 4B model needs ≈17 GB). Step runs its rows one after the other, each a chunk of
-// one sequence over the paged pools, so a sequence's results never depend on its batch; sampling
-// is kernels/cpu/sample.h's reference.
+// parameter: the 4B model needs ≈17 GB). Step runs all its rows' tokens through each linear
+// layer together (the reference GEMM computes each row exactly as alone, blocked across rows),
+// attention per row over the paged pools, so a sequence's results never depend on its batch;
+// sampling is kernels/cpu/sample.h's reference.
 //
 // KV memory: per layer, K and V pools of `kv_pages` pages (fp32, [page][16][kv_heads][head_dim]),
 // allocated uninitialised so that pages never written cost no resident memory.
@@ -41,7 +42,6 @@ class CpuModelRunner : public ModelRunner {
  private:
   CpuModelRunner(Gemma3Config c, Gemma3Decoder d) : config_(std::move(c)), decoder_(std::move(d)) {}
   Status Validate(const StepRow& row) const;
-  StatusOr<StepOutput> RunRow(const StepRow& row);
 
   Gemma3Config config_;
   Gemma3Decoder decoder_;

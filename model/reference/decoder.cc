@@ -86,22 +86,39 @@ void Gemma3Decoder::Embed(std::span<const int32_t> ids, std::span<const uint8_t>
 std::vector<float> Gemma3Decoder::Forward(const LayerPools& pools, const Chunk& chunk,
                                           std::span<const float> embeddings,
                                           bool all_logits) const {
-  const int64_t n = static_cast<int64_t>(chunk.token_types.size()), past = chunk.start;
+  const Chunk one[] = {chunk};
+  const bool all[] = {all_logits};
+  return std::move(ForwardBatch(pools, one, embeddings, all)[0]);
+}
+
+std::vector<std::vector<float>> Gemma3Decoder::ForwardBatch(
+    const LayerPools& pools, std::span<const Chunk> chunks, std::span<const float> embeddings,
+    std::span<const bool> all_logits) const {
   const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads;
   const int64_t hd = cfg_.head_dim, I = cfg_.intermediate_size, W = cfg_.sliding_window;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
-  // Image blocks of this chunk: maximal runs of soft tokens (spec §7.1). Earlier chunks' images
-  // never matter to these queries (a chunk holds whole images; earlier keys are all ≤ them).
-  std::vector<int32_t> blocks(static_cast<size_t>(n), -1);
-  int32_t next_block = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    if (chunk.token_types[static_cast<size_t>(i)] != 1) continue;
-    const bool continues = i > 0 && chunk.token_types[static_cast<size_t>(i - 1)] == 1;
-    blocks[static_cast<size_t>(i)] = continues ? next_block - 1 : next_block++;
+  // The chunks' tokens one after the other: offsets, positions, and each chunk's image blocks
+  // (maximal runs of soft tokens, spec §7.1; earlier chunks' images never matter to these
+  // queries: a chunk holds whole images and earlier keys all precede them).
+  std::vector<int64_t> offset(chunks.size() + 1, 0), positions;
+  std::vector<int32_t> blocks;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const Chunk& ch = chunks[c];
+    const int64_t n = static_cast<int64_t>(ch.token_types.size());
+    offset[c + 1] = offset[c] + n;
+    int32_t next_block = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      positions.push_back(ch.start + i);
+      int32_t b = -1;
+      if (ch.token_types[static_cast<size_t>(i)] == 1) {
+        const bool continues = i > 0 && ch.token_types[static_cast<size_t>(i - 1)] == 1;
+        b = continues ? next_block - 1 : next_block++;
+      }
+      blocks.push_back(b);
+    }
   }
-  std::vector<int64_t> positions(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) positions[static_cast<size_t>(i)] = past + i;
+  const int64_t n = offset.back();  // every token of the step: the GEMMs take them all at once
 
   std::vector<float> x(embeddings.begin(), embeddings.end()), a(static_cast<size_t>(n * D));
   std::vector<float> q(static_cast<size_t>(n * H * hd)), kx(static_cast<size_t>(n * KV * hd));
@@ -118,32 +135,35 @@ std::vector<float> Gemma3Decoder::Forward(const LayerPools& pools, const Chunk& 
     const std::vector<float>& inv = sliding ? inv_freq_sliding_ : inv_freq_full_;
     RopeRef({q.data(), positions.data(), inv.data(), n, H, hd});
     RopeRef({kx.data(), positions.data(), inv.data(), n, KV, hd});
-    // Write this chunk's keys and values into their pages.
-    const std::span<const int32_t> table = sliding ? chunk.sliding_table : chunk.full_table;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pos = past + i;
-      const int64_t page = table[static_cast<size_t>(kv::LogicalPage(pos))];
-      const int64_t at = kv::PoolOffset(page, kv::SlotInPage(pos), 0, 0, KV, hd);
-      std::copy_n(kx.data() + i * KV * hd, KV * hd, pools.k[l] + at);
-      std::copy_n(vx.data() + i * KV * hd, KV * hd, pools.v[l] + at);
+    for (size_t c = 0; c < chunks.size(); ++c) {  // attention is per sequence
+      const Chunk& ch = chunks[c];
+      const int64_t first = offset[c], cn = offset[c + 1] - offset[c];
+      // Write this chunk's keys and values into its pages, then read every key so far.
+      const std::span<const int32_t> table = sliding ? ch.sliding_table : ch.full_table;
+      for (int64_t i = 0; i < cn; ++i) {
+        const int64_t pos = ch.start + i;
+        const int64_t page = table[static_cast<size_t>(kv::LogicalPage(pos))];
+        const int64_t at = kv::PoolOffset(page, kv::SlotInPage(pos), 0, 0, KV, hd);
+        std::copy_n(kx.data() + (first + i) * KV * hd, KV * hd, pools.k[l] + at);
+        std::copy_n(vx.data() + (first + i) * KV * hd, KV * hd, pools.v[l] + at);
+      }
+      PagedAttentionRefArgs at;
+      at.q = q.data() + first * H * hd;
+      at.k_pool = pools.k[l];
+      at.v_pool = pools.v[l];
+      at.block_table = table.data();
+      at.q_blocks = blocks.data() + first;
+      at.o = o.data() + first * H * hd;
+      at.q_start = ch.start;
+      at.sq = cn;
+      at.hq = H;
+      at.hkv = KV;
+      at.hd = hd;
+      at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
+      at.sliding = sliding;
+      at.window = W;
+      PagedAttentionRef(at);
     }
-
-    PagedAttentionRefArgs at;
-    at.q = q.data();
-    at.k_pool = pools.k[l];
-    at.v_pool = pools.v[l];
-    at.block_table = table.data();
-    at.q_blocks = blocks.data();
-    at.o = o.data();
-    at.q_start = past;
-    at.sq = n;
-    at.hq = H;
-    at.hkv = KV;
-    at.hd = hd;
-    at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
-    at.sliding = sliding;
-    at.window = W;
-    PagedAttentionRef(at);
     LinearRef(o.data(), L.o, L.o_bias, a.data(), n, D, H * hd);
     Norm(a.data(), L.post_attn_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
@@ -156,14 +176,29 @@ std::vector<float> Gemma3Decoder::Forward(const LayerPools& pools, const Chunk& 
     Norm(a.data(), L.post_ff_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];
   }
-  const int64_t rows = all_logits ? n : 1;
-  const float* h_in = x.data() + (n - rows) * D;
-  std::vector<float> h(static_cast<size_t>(rows * D)),
-      logits(static_cast<size_t>(rows * cfg_.vocab_size));
-  Norm(h_in, final_norm_, h.data(), rows, D, eps);
-  LinearRef(h.data(), lm_head_.empty() ? embed_ : lm_head_, {}, logits.data(), rows,
-            cfg_.vocab_size, D);
-  return logits;
+  // Logits for each chunk's last position (or all of them), the LM head in one GEMM.
+  std::vector<int64_t> rows;  // token indices that need logits
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    for (int64_t i = all_logits[c] ? offset[c] : offset[c + 1] - 1; i < offset[c + 1]; ++i) {
+      rows.push_back(i);
+    }
+  }
+  const int64_t m = static_cast<int64_t>(rows.size());
+  std::vector<float> h_in(static_cast<size_t>(m * D)), h(h_in.size()),
+      logits(static_cast<size_t>(m * cfg_.vocab_size));
+  for (int64_t r = 0; r < m; ++r) std::copy_n(x.data() + rows[r] * D, D, h_in.data() + r * D);
+  Norm(h_in.data(), final_norm_, h.data(), m, D, eps);
+  LinearRef(h.data(), lm_head_.empty() ? embed_ : lm_head_, {}, logits.data(), m, cfg_.vocab_size,
+            D);
+  std::vector<std::vector<float>> out(chunks.size());
+  int64_t r = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const int64_t count = all_logits[c] ? offset[c + 1] - offset[c] : 1;
+    out[c].assign(logits.begin() + r * cfg_.vocab_size,
+                  logits.begin() + (r + count) * cfg_.vocab_size);
+    r += count;
+  }
+  return out;
 }
 
 }  // namespace vlmserve

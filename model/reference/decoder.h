@@ -33,12 +33,12 @@ class Gemma3Decoder {
   // Per layer, that layer's K and V pools: [pages, kv::kPageTokens, kv_heads, head_dim] fp32, in
   // the pool of the layer's kind (full or sliding).
   struct LayerPools {
-    std::span<float* const> k, v;
+    std::span<float*const> k, v;
   };
   // One chunk of one sequence: positions start .. start + n − 1.
   struct Chunk {
     int64_t start = 0;
-    std::span<const uint8_t> token_types;  // n entries, 1 on image soft tokens
+    std::span<const uint8_t> token_types;                // n entries, 1 on image soft tokens
     std::span<const int32_t> full_table, sliding_table;  // block tables (kernels/kv_layout.h)
   };
 
@@ -50,6 +50,14 @@ class Gemma3Decoder {
   // logits: [1, vocab] for the last position, or [n, vocab] when all_logits.
   std::vector<float> Forward(const LayerPools& pools, const Chunk& chunk,
                              std::span<const float> embeddings, bool all_logits) const;
+  // Several chunks of different sequences in one pass: their tokens go through every linear
+  // layer together (one GEMM per weight for the step; each row's result is bitwise what it is
+  // alone), attention per chunk. `embeddings` holds the chunks' [n_i, D] one after the other;
+  // returns each chunk's logits as Forward does.
+  std::vector<std::vector<float>> ForwardBatch(const LayerPools& pools,
+                                               std::span<const Chunk> chunks,
+                                               std::span<const float> embeddings,
+                                               std::span<const bool> all_logits) const;
 
   int64_t hidden_size() const { return cfg_.hidden_size; }
   int64_t vocab_size() const { return cfg_.vocab_size; }

@@ -19,6 +19,7 @@
 
 #include "client/client.h"
 #include "model/model_dir.h"
+#include "tests/e2e/e2e_support.h"
 #include "tests/support/fake_runner.h"
 #include "tests/support/progressive_jpeg.h"
 #include "tests/support/run_command.h"
@@ -27,60 +28,7 @@
 namespace vlmserve {
 namespace {
 
-using vlmserve::testing::FixturePath;
-
-const std::string kModel = "decoder/pool16_six_layers";  // the built-in model's source
-
-// One log line per request is the server's contract, but hundreds of them drown test output.
-const bool kQuietLogs = [] {
-  spdlog::set_level(spdlog::level::warn);
-  return true;
-}();
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-std::string Fixture(const std::string& rel) { return ReadFile(FixturePath(rel)); }
-
-ServerOptions TestOptions() {
-  ServerOptions o;
-  o.port = 0;
-  o.model_dir = FixturePath(kModel);
-  o.image.max_encoded_bytes = 300000;
-  o.max_message_bytes = 4u << 20;
-  o.max_context_tokens = 120;
-  o.max_new_tokens_cap = 64;
-  o.default_max_new_tokens = 8;
-  o.max_prompt_bytes = 2000;
-  o.max_system_prompt_bytes = 1000;
-  return o;
-}
-
-struct Running {
-  std::unique_ptr<VlmServer> server;
-  std::unique_ptr<VlmClient> client;
-};
-
-Running StartServer(const ServerOptions& o, bool load = true) {
-  auto s = VlmServer::Start(o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  Running r{std::move(s).value(), nullptr};
-  if (load) {
-    Status st = r.server->LoadModel();
-    EXPECT_TRUE(st.ok()) << st.ToString();
-  }
-  r.client = std::make_unique<VlmClient>("127.0.0.1:" + std::to_string(r.server->port()));
-  return r;
-}
-
-v1::PredictRequest ValidRequest() {
-  v1::PredictRequest r;
-  r.mutable_grid()->set_encoded(Fixture(kModel + "/image0.png"));
-  r.set_prompt("What do you see?");
-  return r;
-}
+using namespace vlmserve::e2e;  // NOLINT: the shared e2e helpers
 
 TEST(ServerTest, StreamsDeltasThenAResultEqualToVlmserveGenerate) {
   Running s = StartServer(TestOptions());
@@ -341,6 +289,9 @@ std::vector<Row> Table() {
        },
        kOk, ""},
       {"pan_and_scan_ok", [](auto& r) { r.mutable_options()->set_pan_and_scan(true); }, kOk, ""},
+      {"latest_frame_wins_without_session",
+       [](auto& r) { r.mutable_options()->set_latest_frame_wins(true); }, kInv,
+       "options.latest_frame_wins needs a session_id"},
       // Identity.
       {"request_id_bad_chars", [](auto& r) { r.set_request_id("a b"); }, kInv,
        "request_id must be 1 to 128 characters"},
@@ -440,44 +391,6 @@ TEST(ServerTest, MessageSizeCapAtDefault) {
 
 // ---- transport behaviour with the fake runner ------------------------------------------------
 
-struct FakeServer {
-  Running running;
-  testing::FakeModelRunner* fake = nullptr;
-};
-
-FakeServer StartFakeWith(const ServerOptions& o, std::chrono::milliseconds delay) {
-  FakeServer f{StartServer(o, /*load=*/false), nullptr};
-  auto model = ModelDir::Load(FixturePath(kModel));
-  EXPECT_TRUE(model.ok());
-  auto owned = std::make_unique<ModelDir>(std::move(model).value());
-  auto fake = std::make_unique<testing::FakeModelRunner>(owned->config, delay);
-  f.fake = fake.get();
-  Status st = f.running.server->Serve(
-      ServeEngine::Create(std::move(owned), std::move(fake), EngineOptionsFor(o)));
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  return f;
-}
-
-// Waits (up to 3 s) until the engine runs nothing and holds no sequence, page or image: what every
-// ended request must leave behind.
-bool EngineIdle(const FakeServer& f) {
-  for (int i = 0; i < 300; ++i) {
-    const EngineStats s = f.running.server->serving()->engine->stats();
-    if (!s.running && s.kv.live_sequences == 0 && s.kv.full_pages_used == 0 &&
-        s.kv.sliding_pages_used == 0 && f.fake->live_image_batches() == 0) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
-FakeServer StartFake(std::chrono::milliseconds delay, size_t max_queue = 64) {
-  ServerOptions o = TestOptions();
-  o.max_queue = max_queue;
-  return StartFakeWith(o, delay);
-}
-
 TEST(ServerTransportTest, LoadingIsUnavailableAndNotServing) {
   Running s = StartServer(TestOptions(), /*load=*/false);
   EXPECT_EQ(s.client->Health(), "NOT_SERVING");
@@ -556,6 +469,7 @@ TEST(ServerTransportTest, QueuedBytesAreBounded) {
   slow.mutable_options()->set_max_new_tokens(10);
   const uint64_t one = slow.grid().encoded().size() + slow.prompt().size();
   o.max_queued_bytes = one + one / 2;  // room for one queued request, not two
+  o.max_running = 1;
   FakeServer f = StartFakeWith(o, std::chrono::milliseconds(30));
   std::vector<PredictOutcome> outs(2);
   std::thread a([&] { outs[0] = f.running.client->Predict(slow); });
@@ -765,7 +679,11 @@ TEST(ServerTransportTest, AClientThatStopsReadingIsCut) {
 TEST(ServerTransportTest, StreamsPerConnectionAreCapped) {
   ServerOptions o = TestOptions();
   o.max_streams_per_connection = 2;
+  o.max_running = 1;
   FakeServer f = StartFakeWith(o, std::chrono::milliseconds(20));
+  // Connect first: until the server's SETTINGS arrive, HTTP/2 lets a client open any number of
+  // streams (the cap holds from then on).
+  ASSERT_EQ(f.running.client->Health(), "SERVING");
   v1::PredictRequest req = ValidRequest();
   req.mutable_options()->set_max_new_tokens(8);  // ≈ 180 ms each
   std::vector<std::thread> clients;

@@ -48,14 +48,46 @@ TEST(KvManagerTest, GrowReleaseFreeAndCountersBackToZero) {
 TEST(KvManagerTest, ExhaustionAllocatesNothing) {
   KvManager kv({4, 4}, 8, true, true);
   ASSERT_TRUE(kv.Grow(1, 48).ok());  // 3 of 4 pages
-  EXPECT_FALSE(kv.CanGrow(2, 32));
   const Status s = kv.Grow(2, 32);
   EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(s.message().find("too few free pages"), std::string::npos);
   EXPECT_EQ(kv.counters().live_sequences, 1u);  // sequence 2 was not created
   EXPECT_EQ(kv.counters().full_pages_used, 3);
-  EXPECT_TRUE(kv.CanGrow(2, 16));
+  EXPECT_TRUE(kv.Grow(2, 16).ok());
   EXPECT_EQ(kv.max_tokens_per_sequence(), 4 * kv::kPageTokens);
+}
+
+// The prefix cache: whole pages of a prompt's leading text are shared (reference-counted), a
+// different prefix shares only its common whole pages, and unused entries are evicted when the
+// pool runs short.
+TEST(KvManagerTest, PrefixCacheSharesWholePagesAndEvictsUnused) {
+  KvManager kv({8, 8}, /*window=*/1000, true, true);
+  std::vector<int32_t> a(40), b(40);
+  for (int i = 0; i < 40; ++i) a[i] = b[i] = 100 + i;
+  b[20] = 7;                               // differs in page 1
+  EXPECT_EQ(kv.AdoptPrefix(1, a, 36), 0);  // nothing cached yet
+  ASSERT_TRUE(kv.Grow(1, 40).ok());
+  kv.PublishPrefix(1, a, 36, 40);  // pages 0 and 1 are whole and inside the prefix
+  EXPECT_EQ(kv.counters().cached_pages, 2);
+  EXPECT_EQ(kv.CachedPrefixPages(a, 36), 2);
+  EXPECT_EQ(kv.CachedPrefixPages(b, 36), 1);  // only page 0 matches
+  EXPECT_EQ(kv.AdoptPrefix(2, a, 36), 32);
+  EXPECT_EQ(kv.full_table(2), (std::vector<int32_t>{0, 1}));  // the very pages of sequence 1
+  EXPECT_EQ(kv.AdoptPrefix(3, b, 36), 16);
+  EXPECT_EQ(kv.counters().prefix_hits, 3u);
+  // Never the prompt's last token: a 32-token prompt can share one page, not two.
+  EXPECT_EQ(kv.CachedPrefixPages(std::span<const int32_t>(a).subspan(0, 32), 32), 1);
+  kv.Free(1);
+  kv.Free(2);
+  kv.Free(3);
+  EXPECT_EQ(kv.counters().live_sequences, 0u);
+  EXPECT_EQ(kv.counters().full_pages_used, 2);  // the cache keeps its two pages
+  EXPECT_EQ(kv.available_full_pages(), 8);      // ... which eviction could free
+  ASSERT_TRUE(kv.Grow(4, 8 * 16).ok());         // needs the whole pool: evicts
+  EXPECT_EQ(kv.counters().cached_pages, 0);
+  kv.Free(4);
+  EXPECT_EQ(kv.counters().full_pages_used, 0);
+  EXPECT_EQ(kv.counters().sliding_pages_used, 0);
 }
 
 TEST(KvManagerTest, ModelsWithOneKindOfLayerKeepOneTable) {

@@ -19,7 +19,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Records every event and the thread it came on.
+// Records every event and the thread it came on. The outcome is written before `ends` is
+// incremented, so a test that has seen `ends` may read it (TSan checks this).
 class RecordingSink : public ResponseSink {
  public:
   void OnDelta(std::vector<int32_t> ids, std::string) override {
@@ -28,13 +29,13 @@ class RecordingSink : public ResponseSink {
   }
   void OnResult(ServeResult) override {
     Record();
-    ++ends;
     ok = true;
+    ++ends;
   }
   void OnError(Status s) override {
     Record();
-    ++ends;
     status = std::move(s);
+    ++ends;
   }
   void Record() {
     std::lock_guard<std::mutex> lock(mu);
@@ -55,8 +56,15 @@ struct Fixture {
 
 // An engine over the tiny model's directory with a fake runner whose tokens are first_token,
 // first_token + 1, ... (cycling through 5).
-Fixture MakeEngine(std::chrono::milliseconds delay, EngineOptions options = {}, bool start = true,
-                   int32_t first_token = 300) {
+// One request at a time unless a test says otherwise (max_running 1).
+EngineOptions Serial() {
+  EngineOptions o;
+  o.max_running = 1;
+  return o;
+}
+
+Fixture MakeEngine(std::chrono::milliseconds delay, EngineOptions options = Serial(),
+                   bool start = true, int32_t first_token = 300) {
   Fixture f;
   auto model = ModelDir::Load(testing::FixturePath("decoder/pool16_six_layers"));
   EXPECT_TRUE(model.ok()) << model.status().ToString();
@@ -121,7 +129,9 @@ TEST(ServeEngineTest, ExpiredAndCancelledRequestsNeverStart) {
   auto flag = std::make_shared<std::atomic<bool>>(false);
   ASSERT_TRUE(f.engine->Submit(TextRequest(10), cancelled, flag).ok());
   flag->store(true);
-  for (int i = 0; i < 300 && cancelled->ends.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 300 && first->ends + expired->ends + cancelled->ends < 3; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
   EXPECT_TRUE(first->ok);
   EXPECT_EQ(expired->status.code(), StatusCode::kDeadlineExceeded);
   EXPECT_NE(expired->status.message().find("it was not started"), std::string::npos);
@@ -137,7 +147,7 @@ TEST(ServeEngineTest, ExpiredAndCancelledRequestsNeverStart) {
 }
 
 TEST(ServeEngineTest, AdmissionByBytesLetsOneRequestIntoAnEmptyQueue) {
-  EngineOptions o;
+  EngineOptions o = Serial();
   o.max_queued_bytes = 100;  // less than one request
   Fixture f = MakeEngine(20ms, o);
   auto a = std::make_shared<RecordingSink>(), b = std::make_shared<RecordingSink>(),
@@ -155,7 +165,7 @@ TEST(ServeEngineTest, AdmissionByBytesLetsOneRequestIntoAnEmptyQueue) {
 // otherwise; the sequence is released either way; bad sampling parameters are refused.
 TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
   {
-    Fixture f = MakeEngine(0ms, {}, /*start=*/false);
+    Fixture f = MakeEngine(0ms, Serial(), /*start=*/false);
     ASSERT_FALSE(f.stop_ids.empty());
     auto r = f.engine->RunNow(*TextRequest(3));
     ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -164,10 +174,10 @@ TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
     EXPECT_EQ(f.engine->stats().kv.live_sequences, 0u);
   }
   {
-    Fixture f0 = MakeEngine(0ms, {}, false);
+    Fixture f0 = MakeEngine(0ms, Serial(), false);
     const int32_t stop = *std::max_element(f0.stop_ids.begin(), f0.stop_ids.end());
     ASSERT_GE(stop, 2);  // the fake's tokens stop - 2, stop - 1, stop must be ids
-    Fixture f = MakeEngine(0ms, {}, /*start=*/false, /*first_token=*/stop - 2);
+    Fixture f = MakeEngine(0ms, Serial(), /*start=*/false, /*first_token=*/stop - 2);
     struct Collect : ResponseSink {
       std::vector<int32_t> ids;
       void OnDelta(std::vector<int32_t> t, std::string) override {
@@ -201,6 +211,61 @@ TEST(ServeEngineTest, GreedyRunsOnTheCpuRunnerArePrefixes) {
   ASSERT_GE(long_run->tokens.size(), 3u);
   EXPECT_EQ(std::vector<int32_t>(long_run->tokens.begin(), long_run->tokens.begin() + 3),
             short_run->tokens);
+}
+
+// Many threads submit and cancel at once while the engine batches (the fake runner): every request
+// ends exactly once, on the engine thread, and nothing is left behind. Run under TSan in CI.
+TEST(EngineConcurrencyTest, SubmittersCancellersAndTheEngineThread) {
+  EngineOptions o;
+  o.max_running = 8;
+  o.preprocess_threads = 3;
+  Fixture f = MakeEngine(1ms, o);
+  constexpr int kThreads = 6, kEach = 12;
+  std::vector<std::shared_ptr<RecordingSink>> sinks(kThreads * kEach);
+  std::vector<std::shared_ptr<std::atomic<bool>>> flags(sinks.size());
+  std::atomic<int> refused{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kThreads; ++t) {
+    submitters.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        const size_t k = static_cast<size_t>(t * kEach + i);
+        sinks[k] = std::make_shared<RecordingSink>();
+        flags[k] = std::make_shared<std::atomic<bool>>(false);
+        auto r = TextRequest(5 + (i % 7));
+        r->session_id = "s" + std::to_string(t);
+        r->latest_frame_wins = i % 5 == 4;
+        if (!f.engine->Submit(r, sinks[k], flags[k]).ok()) ++refused;
+        if (i % 3 == 0) {
+          flags[k]->store(true);
+          f.engine->Wake();
+        }
+      }
+    });
+  }
+  for (auto& t : submitters) t.join();
+  for (int i = 0; i < 500; ++i) {
+    int ended = 0;
+    for (const auto& s : sinks) ended += s->ends.load();
+    if (ended + refused.load() == static_cast<int>(sinks.size())) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  std::set<std::thread::id> threads;
+  int ended = 0;
+  for (const auto& s : sinks) {
+    EXPECT_LE(s->ends.load(), 1);
+    ended += s->ends.load();
+    std::lock_guard<std::mutex> lock(s->mu);
+    threads.insert(s->threads.begin(), s->threads.end());
+  }
+  EXPECT_EQ(ended + refused.load(), static_cast<int>(sinks.size()));
+  EXPECT_LE(threads.size(), 1u);  // the engine thread only
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
+  f.engine->Stop();
+  const EngineStats st = f.engine->stats();
+  EXPECT_EQ(st.kv.live_sequences, 0u);
+  EXPECT_EQ(st.kv.full_pages_used + st.kv.sliding_pages_used, st.kv.cached_pages * 2);
+  EXPECT_EQ(st.queued, 0u);
+  EXPECT_EQ(st.running, 0u);
 }
 
 }  // namespace
