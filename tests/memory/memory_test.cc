@@ -174,7 +174,9 @@ TEST(MemoryTest, PngChunkBombsDoNotGrowThePeak) {
 // 8 MiB each arrive; queued requests may hold 32 MiB together, so the peak stays near that
 // however many are sent (max_queue, 64, would let all 40 wait: 320 MiB).
 TEST(MemoryTest, QueuedRequestsAreBoundedByBytes) {
-  ServerProcess s({"--test-token-delay-ms", "200", "--max-queued-bytes", "33554432"});
+  // One request at a time (--max-running 1): the rest wait in the queue, which is what is bounded.
+  ServerProcess s(
+      {"--test-token-delay-ms", "200", "--max-queued-bytes", "33554432", "--max-running", "1"});
   ASSERT_EQ(s.client().Health(), "SERVING") << s.log();
   ASSERT_TRUE(s.client().Predict(ValidRequest()).status.ok());
   const long before = s.PeakRssKb();

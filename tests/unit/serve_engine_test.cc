@@ -48,6 +48,12 @@ class RecordingSink : public ResponseSink {
   Status status;
 };
 
+// Waits (up to 5 s) until `sink` has streamed a token: its request is running.
+bool WaitForTokens(const RecordingSink& sink) {
+  for (int i = 0; i < 500 && sink.tokens.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+  return sink.tokens.load() > 0;
+}
+
 struct Fixture {
   testing::FakeModelRunner* fake = nullptr;  // owned by the engine
   std::vector<int32_t> stop_ids;
@@ -92,6 +98,9 @@ TEST(ServeEngineTest, StopEndsTheRunningRequestAtAStepAndTheQueuedOnesOnTheEngin
   Fixture f = MakeEngine(20ms);
   auto running = std::make_shared<RecordingSink>(), queued = std::make_shared<RecordingSink>();
   ASSERT_TRUE(f.engine->Submit(TextRequest(64), running, nullptr).ok());
+  // Requests are prepared on workers in parallel: wait until the first one runs, so that the
+  // second is the one that waits (max_running 1).
+  ASSERT_TRUE(WaitForTokens(*running));
   ASSERT_TRUE(f.engine->Submit(TextRequest(64), queued, nullptr).ok());
   std::this_thread::sleep_for(100ms);
   const auto t0 = std::chrono::steady_clock::now();
@@ -123,6 +132,7 @@ TEST(ServeEngineTest, ExpiredAndCancelledRequestsNeverStart) {
   auto first = std::make_shared<RecordingSink>(), expired = std::make_shared<RecordingSink>(),
        cancelled = std::make_shared<RecordingSink>();
   ASSERT_TRUE(f.engine->Submit(TextRequest(10), first, nullptr).ok());
+  ASSERT_TRUE(WaitForTokens(*first));  // it runs; the next ones wait behind it (max_running 1)
   auto late = TextRequest(10);
   late->deadline = std::chrono::steady_clock::now() + 50ms;
   ASSERT_TRUE(f.engine->Submit(late, expired, nullptr).ok());
