@@ -3,6 +3,7 @@
 #include "engine/serve_engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <filesystem>
 #include <optional>
@@ -52,6 +53,10 @@ struct ServeEngine::Seq {
   bool started = false;  // admitted at least once
   bool now = false;      // run by RunNow (the warm-up): not part of the service-time mean
   std::unique_ptr<DecodeStream> stream;
+  std::unique_ptr<ActionMatcher> action;  // action mode
+  std::vector<TokenLogprob> logprobs;     // per generated token, when the request asked
+  size_t streamed = 0;                    // generated tokens already sent to the sink
+  bool sampled_any = false;               // the first sample came back (time to first token)
   ServeResult out;
   Clock::time_point admitted_at, first_token_at;
 };
@@ -120,6 +125,40 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
       c.text.NumLayersOfType(LayerType::kSlidingAttention) ? pools.sliding_pages : 0;
   sched_.sliding_window = c.text.sliding_window;
   published_.kv = kv_.counters();
+  // The vocabulary trie is built once; the default schema is compiled now (its masks fill in as
+  // requests reach its states).
+  grammars_ = std::make_unique<GrammarRegistry>(*model_->tokenizer, c.text.vocab_size,
+                                                options_.grammar);
+  const size_t masks =
+      grammars_->Get(DefaultActionSchema())->PrecomputeMasks(options_.jump_forward, 512);
+  (void)masks;
+}
+
+StatusOr<std::shared_ptr<const ActionGrammar>> ServeEngine::GrammarFor(
+    const ServeRequest& r) const {
+  if (r.output_mode == OutputMode::kText) {
+    if (!r.allowed_buttons.empty()) {
+      return InvalidArgumentError("allowed_buttons needs the action output mode (not TEXT)");
+    }
+    if (!r.action_schema.empty()) {
+      return InvalidArgumentError("action_schema needs the action output mode (not TEXT)");
+    }
+    return std::shared_ptr<const ActionGrammar>();
+  }
+  if (!r.action_schema.empty()) {
+    if (!r.allowed_buttons.empty()) {
+      return InvalidArgumentError(
+          "allowed_buttons narrows the default action schema; it cannot be used with "
+          "action_schema (put the enum in the schema instead)");
+    }
+    ASSIGN_OR_RETURN(ActionSchema schema, ParseActionSchema(r.action_schema));
+    return grammars_->Get(schema);
+  }
+  if (!r.allowed_buttons.empty()) {
+    ASSIGN_OR_RETURN(ActionSchema schema, NarrowButtons(r.allowed_buttons));
+    return grammars_->Get(schema);
+  }
+  return grammars_->Get(DefaultActionSchema());
 }
 
 int64_t RetryAfterMs(size_t queued, size_t running, double mean_service_ms, int concurrency,
@@ -242,6 +281,14 @@ ServeEngine::Prepared ServeEngine::Prepare(uint64_t id, const ServeRequest& r) c
     in.prompt = r.prompt;
     in.pan_and_scan = r.pan_and_scan;
     ASSIGN_OR_RETURN(ModelInputs inputs, processor_.Process(in));
+    // The action options after the inputs: a bad image is reported before a small budget.
+    ASSIGN_OR_RETURN(p.grammar, GrammarFor(r));
+    if (p.grammar && p.grammar->shortest_action_tokens() > r.max_new_tokens) {
+      return InvalidArgumentError("max_new_tokens " + std::to_string(r.max_new_tokens) +
+                                  " cannot fit the shortest valid action (" +
+                                  std::to_string(p.grammar->shortest_action_tokens()) +
+                                  " tokens); raise it");
+    }
     const int64_t need = static_cast<int64_t>(inputs.prompt.ids.size()) + r.max_new_tokens;
     if (need > max_context_) {
       return InvalidArgumentError(
@@ -278,6 +325,92 @@ void ServeEngine::Accept(Prepared p) {
   s.out.images = static_cast<int32_t>(prompt.images.size());
   s.stream = std::make_unique<DecodeStream>(*model_->tokenizer, /*skip_special_tokens=*/false);
   s.state = SchedSeq::State::kWaiting;
+  if (p.grammar) {
+    // The bytes forced before any choice (`{"button": "`) join the prompt's prefill; they are
+    // streamed with the first sampled token.
+    s.action = std::make_unique<ActionMatcher>(p.grammar, options_.jump_forward);
+    const ActionAppend begin = s.action->Begin(s.request->max_new_tokens);
+    Append(s, begin.tokens, -1, nullptr);
+    if (begin.complete) {  // a schema with nothing to choose
+      s.out.finish = FinishReason::kStop;
+      Finish(s.id, Status::Ok());
+    }
+  }
+}
+
+void ServeEngine::Append(Seq& s, const std::vector<int32_t>& tokens, int32_t sampled,
+                         const StepOutput* out) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    s.out.tokens.push_back(tokens[i]);
+    s.tokens.push_back(tokens[i]);
+    s.types.push_back(0);
+    if (s.request->logprobs > 0) {
+      TokenLogprob lp;
+      if (out && static_cast<int32_t>(i) == sampled) {
+        lp.logprob = out->logprob;
+        lp.top = out->top_logprobs;
+      } else {
+        lp.forced = true;
+      }
+      s.logprobs.push_back(std::move(lp));
+    }
+  }
+  const auto forced = static_cast<uint64_t>(tokens.size()) - (sampled >= 0 ? 1 : 0);
+  s.out.forced_tokens += static_cast<int32_t>(forced);
+  s.out.sampled_tokens += sampled >= 0 ? 1 : 0;
+  if (!s.now) {  // the warm-up is no one's request: not in the metrics
+    std::lock_guard<std::mutex> lock(mu_);
+    published_.generated_tokens += tokens.size();
+    published_.forced_tokens += forced;
+    published_.sampled_tokens += sampled >= 0 ? 1 : 0;
+  }
+}
+
+void ServeEngine::Stream(Seq& s) {
+  if (s.streamed == s.out.tokens.size()) return;
+  OutputDelta d;
+  for (size_t i = s.streamed; i < s.out.tokens.size(); ++i) {
+    d.ids.push_back(s.out.tokens[i]);
+    d.text += s.stream->Step(s.out.tokens[i]);
+    if (s.request->logprobs > 0) d.logprobs.push_back(s.logprobs[i]);
+  }
+  s.streamed = s.out.tokens.size();
+  s.out.text += d.text;
+  s.sink->OnDelta(std::move(d));
+}
+
+bool ServeEngine::TakeSample(Seq& s, const StepOutput& out) {
+  const int32_t token = out.token;
+  const int32_t left = s.request->max_new_tokens - static_cast<int32_t>(s.out.tokens.size());
+  if (s.action) {
+    auto plan = s.action->OnSample(token, out.logprob, left);
+    if (!plan.ok()) {
+      Finish(s.id, plan.status());
+      return false;
+    }
+    Append(s, plan->tokens, plan->sampled, &out);
+    Stream(s);
+    if (plan->complete) {
+      s.out.finish = FinishReason::kStop;
+      Finish(s.id, Status::Ok());
+      return false;
+    }
+  } else {
+    const std::vector<int32_t>& stops = model_->generation.stop_ids;
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      s.out.finish = FinishReason::kStop;
+      Finish(s.id, Status::Ok());
+      return false;
+    }
+    Append(s, {token}, 0, &out);
+    Stream(s);
+  }
+  if (static_cast<int32_t>(s.out.tokens.size()) >= s.request->max_new_tokens) {
+    s.out.finish = FinishReason::kLength;
+    Finish(s.id, Status::Ok());
+    return false;
+  }
+  return true;
 }
 
 void ServeEngine::Loop() {
@@ -545,6 +678,10 @@ void ServeEngine::RunRows(const std::vector<PlannedRow>& planned) {
     row.sample = l.end == static_cast<int64_t>(s.tokens.size());
     row.sampling = s.request->sampling;
     row.draw = s.out.tokens.size();  // the index of the token this sample produces
+    if (row.sample) {
+      if (s.action) row.allowed = s.action->mask();
+      row.top_logprobs = s.request->logprobs;
+    }
     rows.push_back(row);
   }
   const auto t0 = Clock::now();
@@ -574,35 +711,14 @@ void ServeEngine::RunRows(const std::vector<PlannedRow>& planned) {
       ReleaseImages(s);
     }
     if (!rows[i].sample) continue;
-    const int32_t token = (*outputs)[i].token;
-    if (s.out.tokens.empty()) {
+    if (!s.sampled_any) {
+      s.sampled_any = true;
       s.first_token_at = Clock::now();
       s.out.timings.first_token_us = Micros(s.first_token_at - s.request->received);
       s.out.timings.prefill_us = Micros(s.first_token_at - s.admitted_at) - s.out.timings.vision_us;
     }
-    const std::vector<int32_t>& stops = model_->generation.stop_ids;
-    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
-      s.out.finish = FinishReason::kStop;
-      Finish(s.id, Status::Ok());
-      continue;
-    }
     any_token = true;
-    s.out.tokens.push_back(token);
-    s.tokens.push_back(token);
-    s.types.push_back(0);
-    std::string delta = s.stream->Step(token);
-    s.out.text += delta;
-    s.sink->OnDelta({token}, std::move(delta));
-    if (!s.now) {  // the warm-up is no one's request: not in the metrics
-      std::lock_guard<std::mutex> lock(mu_);
-      ++published_.generated_tokens;
-    }
-    if (static_cast<int32_t>(s.out.tokens.size()) >= s.request->max_new_tokens) {
-      s.out.finish = FinishReason::kLength;
-      Finish(s.id, Status::Ok());
-      continue;
-    }
-    s.decoding = true;
+    if (TakeSample(s, (*outputs)[i])) s.decoding = true;
   }
   (void)step_us;
   if (any_token && options_.test_token_delay.count() > 0) {
@@ -625,14 +741,29 @@ void ServeEngine::Finish(uint64_t id, Status status) {
   }
   const auto now = Clock::now();
   if (status.ok()) {
+    Stream(s);
     std::string tail = s.stream->Flush();
     if (!tail.empty()) {
       s.out.text += tail;
-      s.sink->OnDelta({}, std::move(tail));
+      OutputDelta d;
+      d.text = std::move(tail);
+      s.sink->OnDelta(std::move(d));
     }
-    if (!s.out.tokens.empty()) s.out.timings.decode_us = Micros(now - s.first_token_at);
+    if (s.sampled_any) s.out.timings.decode_us = Micros(now - s.first_token_at);
     s.out.timings.total_us = Micros(now - s.request->received);
-    ParseActionText(s.out.text, &s.out.action);
+    if (s.action) {
+      const auto& props = s.action->grammar().schema().properties;
+      ParsedAction& a = s.out.action;
+      for (size_t i = 0; i < props.size(); ++i) {
+        const std::string& v = s.action->values()[i];
+        a.fields[props[i].name] = v;
+        if (props[i].name == "button") a.button = v;
+        if (props[i].name == "reasoning") a.reasoning = v;
+        if (props[i].name == "context") a.context = v;
+      }
+      a.confidence = s.action->confidence();
+      a.logprob = s.action->logprob();
+    }
     const ServeTimings& t = s.out.timings;
     if (!s.now) {
       metrics_.request_duration.Observe(Seconds(t.total_us));
@@ -674,8 +805,8 @@ StatusOr<ServeResult> ServeEngine::RunNow(const ServeRequest& request, ResponseS
   struct Collect : ResponseSink {
     ResponseSink* forward = nullptr;
     std::optional<StatusOr<ServeResult>> outcome;
-    void OnDelta(std::vector<int32_t> ids, std::string text) override {
-      if (forward) forward->OnDelta(std::move(ids), std::move(text));
+    void OnDelta(OutputDelta d) override {
+      if (forward) forward->OnDelta(std::move(d));
     }
     void OnResult(ServeResult r) override { outcome = std::move(r); }
     void OnError(Status s) override { outcome = StatusOr<ServeResult>(std::move(s)); }

@@ -29,6 +29,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "engine/grammar/action_grammar.h"
 #include "engine/kv_manager.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
@@ -59,6 +60,10 @@ struct EngineOptions {
   int64_t prefill_chunk_tokens = 0;  // also cap one prefill chunk at this (0 = the budget)
   int preprocess_threads = 2;        // workers for frame decoding, preprocessing, tokenization
   bool prefix_cache = true;          // share the KV pages of common prompt prefixes
+  // Action mode: append the bytes the grammar forces as tokens without sampling them
+  // (engine/grammar/action_grammar.h). Off only to measure what it changes.
+  bool jump_forward = true;
+  GrammarRegistryOptions grammar;
   // Test hook (reliability.md "delay hooks"): sleep this long after each generated token's step,
   // so tests can hold requests in flight. Zero in production.
   std::chrono::milliseconds test_token_delay{0};
@@ -78,6 +83,7 @@ struct EngineStats {
   uint64_t max_rows = 0;         // the most rows one step held
   uint64_t preemptions = 0;
   uint64_t generated_tokens = 0;
+  uint64_t forced_tokens = 0, sampled_tokens = 0;  // generated = forced + sampled
   double mean_service_ms = 0;  // moving average of a request's time from arrival to its end
   KvCounters kv;               // pages, live sequences, prefix-cache hits
 };
@@ -154,12 +160,18 @@ class ServeEngine {
   const EngineModelInfo& info() const { return info_; }
   int64_t max_context_tokens() const { return max_context_; }
   const SchedulerConfig& scheduler_config() const { return sched_; }
+  // The compiled action grammars and their masks (thread-safe).
+  GrammarRegistry& grammars() const { return *grammars_; }
+  // The grammar an action-mode request would use: INVALID_ARGUMENT for a bad schema, for
+  // allowed_buttons with a custom schema, or for action options in text mode. Null in text mode.
+  StatusOr<std::shared_ptr<const ActionGrammar>> GrammarFor(const ServeRequest& request) const;
 
  private:
   struct Seq;  // one request inside the engine (serve_engine.cc)
   struct Prepared {
     uint64_t id = 0;
     StatusOr<ModelInputs> inputs = InternalError("not prepared");
+    std::shared_ptr<const ActionGrammar> grammar;  // action mode
     int64_t preprocess_us = 0;
   };
 
@@ -177,6 +189,12 @@ class ServeEngine {
   void EncodeVision(const std::vector<uint64_t>& ids);
   // Ends a sequence with a result or an error; frees its pages and images.
   void Finish(uint64_t id, Status status);
+  // Appends generated tokens (the one at `sampled`, if any, was sampled: `out` holds its
+  // probabilities) and streams them unless `hold`.
+  void Append(Seq& s, const std::vector<int32_t>& tokens, int32_t sampled, const StepOutput* out);
+  void Stream(Seq& s);
+  // After a row's sample: the token's way into the sequence (text or action); false when it ended.
+  bool TakeSample(Seq& s, const StepOutput& out);
   void Preempt(Seq& s);
   void ReleaseImages(Seq& s);
   void Publish();  // stats for other threads
@@ -190,6 +208,7 @@ class ServeEngine {
   EngineModelInfo info_;
   SchedulerConfig sched_;
   EngineMetrics metrics_;
+  std::unique_ptr<GrammarRegistry> grammars_;
 
   // Engine thread (or RunNow's caller) only.
   std::map<uint64_t, std::unique_ptr<Seq>> seqs_;

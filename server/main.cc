@@ -97,6 +97,21 @@ int Run(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_flag("--prefix-cache,!--no-prefix-cache", o.prefix_cache,
                "Share the KV pages of common prompt prefixes between requests (default on)");
+  app.add_flag("--jump-forward,!--no-jump-forward", o.jump_forward,
+               "Action mode: append the text the grammar forces (`{\"button\": \"`, the rest of "
+               "a value once its prefix is unique) as tokens without sampling them, in one "
+               "multi-token step (default on)");
+  app.add_option("--max-action-schema-bytes", o.max_action_schema_bytes,
+                 "Size limit of a request's action_schema")
+      ->default_val(16u << 10);
+  app.add_option("--grammar-cache", o.grammar_cache,
+                 "Compiled action schemas kept (least recently used dropped)")
+      ->default_val(64)
+      ->check(CLI::Range(size_t{1}, size_t{1} << 16));
+  app.add_option("--grammar-mask-bytes", o.grammar_mask_bytes,
+                 "Memory for the action grammars' allowed-token masks (32 KiB each with Gemma's "
+                 "262k vocabulary; least recently used dropped)")
+      ->default_val(256u << 20);
   app.add_option("--max-image-side", o.image.max_side, "Pixels per side of one image")
       ->default_val(8192);
   app.add_option("--max-image-pixels", o.image.max_pixels, "Pixels of one image")

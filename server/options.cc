@@ -28,6 +28,9 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_images_per_batch=" << o.max_images_per_batch
     << " preprocess_threads=" << o.preprocess_threads
     << " prefix_cache=" << (o.prefix_cache ? "on" : "off")
+    << " jump_forward=" << (o.jump_forward ? "on" : "off")
+    << " max_action_schema_bytes=" << o.max_action_schema_bytes
+    << " grammar_cache=" << o.grammar_cache << " grammar_mask_bytes=" << o.grammar_mask_bytes
     << " stream_write_timeout_ms=" << o.stream_write_timeout.count()
     << " max_streams_per_connection=" << o.max_streams_per_connection
     << " keepalive_time_ms=" << o.keepalive_time.count()
@@ -58,6 +61,9 @@ EngineOptions EngineOptionsFor(const ServerOptions& o) {
   eo.max_images_per_batch = o.max_images_per_batch;
   eo.preprocess_threads = o.preprocess_threads;
   eo.prefix_cache = o.prefix_cache;
+  eo.jump_forward = o.jump_forward;
+  eo.grammar.max_grammars = o.grammar_cache;
+  eo.grammar.max_mask_bytes = o.grammar_mask_bytes;
   eo.test_token_delay = o.test_token_delay;
   return eo;
 }

@@ -29,6 +29,7 @@ struct ServerOptions {
   uint32_t max_new_tokens_cap = 512;
   uint32_t default_max_new_tokens = 64;
   uint64_t max_request_id_bytes = 128;
+  uint64_t max_action_schema_bytes = 16u << 10;  // GenerationOptions.action_schema
   int64_t max_context_tokens = 0;  // prompt + max_new_tokens; 0 = the model's maximum
   ImageLimits image;
 
@@ -42,6 +43,9 @@ struct ServerOptions {
   int64_t max_images_per_batch = 8;  // images per vision batch
   int preprocess_threads = 2;        // workers that decode frames, preprocess and tokenize
   bool prefix_cache = true;
+  bool jump_forward = true;  // append the action grammar's forced tokens without sampling
+  size_t grammar_cache = 64;             // compiled action schemas kept
+  uint64_t grammar_mask_bytes = 256u << 20;  // allowed-token masks kept, over all schemas
 
   // Capacity.
   size_t max_queue = 64;

@@ -1,6 +1,8 @@
 // Server lifecycle (see server.h).
 #include "server/server.h"
 
+#include <algorithm>
+
 #include <google/protobuf/stubs/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -141,7 +143,9 @@ Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
   ServeRequest warm;
   warm.request_id = "warm-up";
   warm.prompt = "warm-up";
-  warm.max_new_tokens = 2;
+  // An action of the default schema (the default output mode): the grammar's masks for the
+  // states it passes are computed now, not on the first client's request.
+  warm.max_new_tokens = std::min<int32_t>(64, static_cast<int32_t>(options_.max_new_tokens_cap));
   if (m.has_vision) {
     ImageBytes f;
     f.raw = true;
@@ -150,6 +154,10 @@ Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
     warm.images.frames.push_back(std::move(f));
   }
   const auto t0 = std::chrono::steady_clock::now();
+  if (auto g = serving->engine->GrammarFor(warm);
+      !g.ok() || (*g && (*g)->shortest_action_tokens() > warm.max_new_tokens)) {
+    warm.output_mode = OutputMode::kText;  // a cap below any action: warm up on text
+  }
   auto result = serving->engine->RunNow(warm);
   if (!result.ok()) return result.status().WithPrefix("warm-up inference failed");
   spdlog::info(

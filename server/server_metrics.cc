@@ -46,6 +46,11 @@ std::string RenderMetrics(const VlmService& service, const ServeEngine* engine) 
         static_cast<double>(s.running));
   counter("vlmserve_generated_tokens_total", "Tokens generated and streamed.",
           static_cast<double>(s.generated_tokens));
+  counter("vlmserve_forced_tokens_total",
+          "Generated tokens the action grammar forced (jump-forward), appended without sampling.",
+          static_cast<double>(s.forced_tokens));
+  counter("vlmserve_sampled_tokens_total", "Generated tokens sampled from the model.",
+          static_cast<double>(s.sampled_tokens));
   counter("vlmserve_preemptions_total",
           "Running requests preempted (recomputed later) because the KV cache ran out of pages.",
           static_cast<double>(s.preemptions));

@@ -66,7 +66,7 @@ struct VlmService::CallState : public ResponseSink {
   PredictReactor* reactor = nullptr;
   std::atomic<int64_t> write_since_ns{0};  // when the outstanding write started; 0 = none
 
-  void OnDelta(std::vector<int32_t> ids, std::string text) override;
+  void OnDelta(OutputDelta delta) override;
   void OnResult(ServeResult result) override;
   void OnError(Status status) override;
   void CancelForWriteTimeout(std::chrono::milliseconds timeout);
@@ -190,9 +190,10 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   // Engine events (state lock held).
-  void AddDelta(std::vector<int32_t> ids, std::string text) {
-    pending_ids_.insert(pending_ids_.end(), ids.begin(), ids.end());
-    pending_text_ += text;
+  void AddDelta(OutputDelta d) {
+    pending_.ids.insert(pending_.ids.end(), d.ids.begin(), d.ids.end());
+    pending_.text += d.text;
+    for (TokenLogprob& lp : d.logprobs) pending_.logprobs.push_back(std::move(lp));
     MaybeWriteLocked();
   }
   void SetResult(ServeResult result) {
@@ -223,13 +224,22 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
   void MaybeWriteLocked() {
     if (finished_ || writing_) return;
-    if (!pending_ids_.empty() || !pending_text_.empty()) {
+    if (!pending_.ids.empty() || !pending_.text.empty()) {
       v1::PredictResponse message;
       v1::TokenDelta* d = message.mutable_delta();
-      for (int32_t id : pending_ids_) d->add_token_ids(static_cast<uint32_t>(id));
-      d->set_text(std::move(pending_text_));
-      pending_ids_.clear();
-      pending_text_.clear();
+      for (int32_t id : pending_.ids) d->add_token_ids(static_cast<uint32_t>(id));
+      d->set_text(std::move(pending_.text));
+      for (const TokenLogprob& lp : pending_.logprobs) {
+        v1::TokenLogprob* p = d->add_logprobs();
+        p->set_logprob(lp.logprob);
+        p->set_forced(lp.forced);
+        for (const auto& [id, l] : lp.top) {
+          v1::TokenAlternative* alt = p->add_top();
+          alt->set_token_id(static_cast<uint32_t>(id));
+          alt->set_logprob(l);
+        }
+      }
+      pending_ = OutputDelta();
       Write(message);
       StartWrite(&current_);
       return;
@@ -244,11 +254,15 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       r->mutable_action()->set_context(a.context);
       for (const auto& [key, value] : a.fields)
         (*r->mutable_action()->mutable_fields())[key] = value;
+      r->mutable_action()->set_confidence(a.confidence);
+      r->mutable_action()->set_logprob(a.logprob);
       r->set_finish_reason(result_->finish == FinishReason::kStop ? v1::FINISH_REASON_STOP
                                                                   : v1::FINISH_REASON_LENGTH);
       r->mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(result_->prompt_tokens));
       r->mutable_usage()->set_completion_tokens(static_cast<uint32_t>(result_->tokens.size()));
       r->mutable_usage()->set_images(static_cast<uint32_t>(result_->images));
+      r->mutable_usage()->set_forced_tokens(static_cast<uint32_t>(result_->forced_tokens));
+      r->mutable_usage()->set_sampled_tokens(static_cast<uint32_t>(result_->sampled_tokens));
       const ServeTimings& t = result_->timings;
       v1::Timings* pt = r->mutable_timings();
       pt->set_queue_us(t.queue_us);
@@ -308,17 +322,16 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   std::string client_ids_;  // the client's ids, escaped, when they were refused (for the log)
   // Guarded by state_->mu:
   grpc::ByteBuffer current_;  // the message being written
-  std::vector<int32_t> pending_ids_;
-  std::string pending_text_;
+  OutputDelta pending_;  // coalesced while a write is outstanding
   std::optional<ServeResult> result_;
   std::optional<Status> error_;
   std::optional<grpc::Status> cancel_reason_;
   bool writing_ = false, finished_ = false, write_timed_out_ = false;
 };
 
-void VlmService::CallState::OnDelta(std::vector<int32_t> ids, std::string text) {
+void VlmService::CallState::OnDelta(OutputDelta delta) {
   std::lock_guard<std::recursive_mutex> lock(mu);
-  if (reactor) reactor->AddDelta(std::move(ids), std::move(text));
+  if (reactor) reactor->AddDelta(std::move(delta));
 }
 void VlmService::CallState::OnResult(ServeResult result) {
   std::lock_guard<std::recursive_mutex> lock(mu);

@@ -167,17 +167,46 @@ StatusOr<ServeRequest> ValidatePredictRequest(v1::PredictRequest& in, const Serv
   if (o.has_seed()) r.sampling.seed = o.seed();
   switch (o.output_mode()) {
     case v1::OUTPUT_MODE_UNSPECIFIED:
-    case v1::OUTPUT_MODE_TEXT:
-      break;
     case v1::OUTPUT_MODE_ACTION_JSON:
-      return InvalidArgumentError(
-          "options.output_mode OUTPUT_MODE_ACTION_JSON is not available yet (no action "
-          "grammar in this version); use OUTPUT_MODE_TEXT or leave it unset");
+      r.output_mode = OutputMode::kAction;
+      break;
+    case v1::OUTPUT_MODE_TEXT:
+      r.output_mode = OutputMode::kText;
+      break;
     default:
       return InvalidArgumentError("options.output_mode " +
                                   std::to_string(static_cast<int>(o.output_mode())) +
                                   " is not a known output mode");
   }
+  // The action options; the schema itself is compiled (and refused) by the engine.
+  if (r.output_mode == OutputMode::kText &&
+      (o.allowed_buttons_size() > 0 || !o.action_schema().empty())) {
+    return InvalidArgumentError(std::string("options.") +
+                                (o.allowed_buttons_size() > 0 ? "allowed_buttons" : "action_schema") +
+                                " needs OUTPUT_MODE_ACTION_JSON (or unset), not OUTPUT_MODE_TEXT");
+  }
+  if (o.allowed_buttons_size() > 0 && !o.action_schema().empty()) {
+    return InvalidArgumentError(
+        "options.allowed_buttons narrows the default action schema; it cannot be used with "
+        "options.action_schema");
+  }
+  if (o.allowed_buttons_size() > 64) {
+    return InvalidArgumentError("options.allowed_buttons has " +
+                                std::to_string(o.allowed_buttons_size()) + " entries; at most 64");
+  }
+  for (const std::string& b : o.allowed_buttons()) r.allowed_buttons.push_back(b.substr(0, 64));
+  if (o.action_schema().size() > opt.max_action_schema_bytes) {
+    return InvalidArgumentError("options.action_schema is " +
+                                std::to_string(o.action_schema().size()) +
+                                " bytes, over the limit of " +
+                                std::to_string(opt.max_action_schema_bytes));
+  }
+  r.action_schema = o.action_schema();
+  if (o.logprobs() > kMaxLogprobs) {
+    return InvalidArgumentError("options.logprobs must be at most " + std::to_string(kMaxLogprobs) +
+                                ", got " + std::to_string(o.logprobs()));
+  }
+  r.logprobs = static_cast<int32_t>(o.logprobs());
   if (o.pan_and_scan() && !model.has_vision) {
     return InvalidArgumentError("options.pan_and_scan needs a multimodal model");
   }

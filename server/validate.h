@@ -13,6 +13,8 @@
 
 namespace vlmserve {
 
+inline constexpr uint32_t kMaxLogprobs = 20;  // GenerationOptions.logprobs
+
 struct ModelFacts {  // what validation needs to know about the served model
   bool has_vision = true;
   int64_t vocab_size = 0;

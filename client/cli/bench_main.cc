@@ -79,6 +79,12 @@ int Run(int argc, char** argv) {
   gr->excludes(sy);
   app.add_option("--prompt", prompt, "The instruction")->default_val("Which button next?");
   app.add_option("--max-new-tokens", max_new, "Per request")->default_val(16);
+  std::string output_mode = "action";
+  app.add_option("--output-mode", output_mode,
+                 "action: one JSON action per request (the server's default); text: free text "
+                 "of --max-new-tokens tokens")
+      ->default_val("action")
+      ->check(CLI::IsMember({"action", "text"}));
   app.add_option("-c,--concurrency", concurrency, "Closed loop: concurrent clients")
       ->check(CLI::Range(1, 4096));
   app.add_option("-n,--requests", total, "Closed loop: requests in all")
@@ -142,6 +148,8 @@ int Run(int argc, char** argv) {
   }
   req.set_prompt(prompt);
   req.mutable_options()->set_max_new_tokens(max_new);
+  req.mutable_options()->set_output_mode(output_mode == "text" ? v1::OUTPUT_MODE_TEXT
+                                                               : v1::OUTPUT_MODE_ACTION_JSON);
 
   std::vector<std::unique_ptr<VlmClient>> clients;
   for (int i = 0; i < connections; ++i) {

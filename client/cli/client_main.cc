@@ -73,6 +73,23 @@ int Run(int argc, char** argv) {
   predict->add_flag("--latest-frame-wins", latest_frame_wins,
                     "Cancel this session's older requests still queued or running (needs "
                     "--session-id)");
+  std::string output_mode = "action", schema_file;
+  std::vector<std::string> allowed_buttons;
+  uint32_t logprobs = 0;
+  predict->add_option("--output-mode", output_mode,
+                      "action: one JSON action of the schema (the server's default); text: free "
+                      "text")
+      ->default_val("action")
+      ->check(CLI::IsMember({"action", "text"}));
+  predict
+      ->add_option("--allowed-buttons", allowed_buttons,
+                   "Only these buttons of the default schema, comma-separated (e.g. up,down,a)")
+      ->delimiter(',');
+  predict->add_option("--action-schema", schema_file,
+                      "A JSON Schema file for the action instead of the default (docs/actions.md)");
+  predict->add_option("--logprobs", logprobs,
+                      "Each token's logprob and its K most likely alternatives (in --json output)")
+      ->check(CLI::Range(0u, 20u));
   predict->add_flag("--json", as_json, "Print the result message as JSON instead of text");
 
   auto* health = app.add_subcommand("health", "Exit 0 only when the server is SERVING");
@@ -133,10 +150,21 @@ int Run(int argc, char** argv) {
   if (*o_seed) o->set_seed(seed);
   o->set_pan_and_scan(pan_and_scan);
   o->set_latest_frame_wins(latest_frame_wins);
+  o->set_output_mode(output_mode == "text" ? v1::OUTPUT_MODE_TEXT : v1::OUTPUT_MODE_ACTION_JSON);
+  for (const std::string& b : allowed_buttons) o->add_allowed_buttons(b);
+  if (!schema_file.empty() && !ReadFile(schema_file, o->mutable_action_schema())) {
+    std::fprintf(stderr, "vlmserve-client: cannot read %s\n", schema_file.c_str());
+    return 1;
+  }
+  o->set_logprobs(logprobs);
+  std::vector<v1::TokenDelta> deltas;  // kept for --json --logprobs
   PredictOutcome r = client.Predict(
       req,
       [&](const v1::TokenDelta& d) {
-        if (as_json) return;
+        if (as_json) {
+          if (logprobs > 0) deltas.push_back(d);
+          return;
+        }
         std::fwrite(d.text().data(), 1, d.text().size(), stdout);
         std::fflush(stdout);
       },
@@ -148,6 +176,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   if (as_json) {
+    for (const v1::TokenDelta& d : deltas) std::printf("%s\n", ToJson(d).c_str());
     std::printf("%s\n", ToJson(r.result).c_str());
   } else {
     const v1::Timings& t = r.result.timings();

@@ -5,8 +5,11 @@
 //   vlmserve-generate --model DIR (--frames F1 [F2 F3 F4] | --image FILE) --prompt TEXT
 //                     [--system TEXT] [--max-new-tokens N] [--temperature T --top-k K --top-p P
 //                     --seed S] [--pan-and-scan] [--device cpu|cuda|auto] [--json]
+//                     [--output-mode action|text] [--allowed-buttons a,b] [--action-schema FILE]
+//                     [--no-jump-forward]
 //
-// Greedy unless --temperature > 0. Exit codes: 0 ok, 1 bad model or input, 2 bad usage.
+// Greedy unless --temperature > 0. The default output is one action object of the default schema
+// (as the server's); --output-mode text gives free text. Exit codes: 0 ok, 1 bad model or input, 2 bad usage.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -40,9 +43,9 @@ double MsSince(std::chrono::steady_clock::time_point t) {
 class PrintingSink : public ResponseSink {
  public:
   explicit PrintingSink(bool print) : print_(print) {}
-  void OnDelta(std::vector<int32_t>, std::string text) override {
+  void OnDelta(OutputDelta d) override {
     if (!print_) return;
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fwrite(d.text.data(), 1, d.text.size(), stdout);
     std::fflush(stdout);
   }
   void OnResult(ServeResult) override {}
@@ -61,7 +64,9 @@ int Run(int argc, char** argv) {
   std::vector<std::string> frames;
   int32_t max_new = 64;
   SamplingParams sp;
-  bool pan_and_scan = false, as_json = false;
+  bool pan_and_scan = false, as_json = false, no_jump_forward = false;
+  std::string output_mode = "action", schema_file;
+  std::vector<std::string> allowed_buttons;
   app.add_option("--model", model, "Model directory: config.json, weights, tokenizer.json")
       ->required();
   auto* img = app.add_option("--image", image, "One image (PNG or JPEG), e.g. a pre-composed grid");
@@ -81,6 +86,17 @@ int Run(int argc, char** argv) {
   app.add_option("--device", device, "Runner: cpu (the reference), cuda, or auto")
       ->default_val("cpu")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--output-mode", output_mode,
+                 "action: one JSON action of the schema (default); text: free text")
+      ->default_val("action")
+      ->check(CLI::IsMember({"action", "text"}));
+  app.add_option("--allowed-buttons", allowed_buttons,
+                 "Action mode: only these buttons of the default schema (comma-separated)")
+      ->delimiter(',');
+  app.add_option("--action-schema", schema_file,
+                 "Action mode: a JSON Schema file for the action instead of the default");
+  app.add_flag("--no-jump-forward", no_jump_forward,
+               "Sample every token of the action instead of appending forced text");
   app.add_flag("--json", as_json, "Print one JSON object (text, tokens, timings) instead");
   try {
     app.parse(argc, argv);
@@ -90,6 +106,7 @@ int Run(int argc, char** argv) {
   const auto t_load = std::chrono::steady_clock::now();
   EngineOptions eo;
   eo.max_context_tokens = 0;  // the model's own limit
+  eo.jump_forward = !no_jump_forward;
   auto engine = ServeEngine::Load(model, device, eo);
   if (!engine.ok()) return Fail(engine.status());
   const double load_ms = MsSince(t_load);
@@ -111,6 +128,13 @@ int Run(int argc, char** argv) {
   r.max_new_tokens = max_new;
   r.sampling = sp;
   r.pan_and_scan = pan_and_scan;
+  r.output_mode = output_mode == "text" ? OutputMode::kText : OutputMode::kAction;
+  r.allowed_buttons = allowed_buttons;
+  if (!schema_file.empty()) {
+    auto text = ReadFileBounded(schema_file, 1 << 20);
+    if (!text.ok()) return Fail(text.status().WithPrefix("--action-schema"));
+    r.action_schema = std::move(text).value();
+  }
   PrintingSink sink(!as_json);
   auto result = (*engine)->RunNow(r, &sink);
   if (!result.ok()) return Fail(result.status());
@@ -126,6 +150,8 @@ int Run(int argc, char** argv) {
                         {"finish_reason", finish},
                         {"prompt_tokens", result->prompt_tokens},
                         {"images", result->images},
+                        {"forced_tokens", result->forced_tokens},
+                        {"sampled_tokens", result->sampled_tokens},
                         {"device", (*engine)->info().device},
                         {"timings_ms",
                          {{"load", load_ms},
@@ -134,6 +160,11 @@ int Run(int argc, char** argv) {
                           {"prefill", ms(t.prefill_us)},
                           {"first_token", ms(t.first_token_us)},
                           {"decode", ms(t.decode_us)}}}};
+    if (r.output_mode == OutputMode::kAction) {
+      j["action"] = {{"fields", result->action.fields},
+                     {"confidence", result->action.confidence},
+                     {"logprob", result->action.logprob}};
+    }
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("\n");

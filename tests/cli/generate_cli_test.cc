@@ -29,7 +29,7 @@ TEST(GenerateCliTest, ReproducesTransformersGreedyGeneration) {
   const json g = json::parse(in);
   Result r = RunGenerate("--model " + dir + " --image " + dir +
                          "/image0.png --prompt \"Read the wide banner.\" "
-                         "--pan-and-scan --max-new-tokens 16 --json");
+                         "--pan-and-scan --max-new-tokens 16 --json --output-mode text");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const json out = json::parse(r.out);
   // The model has no stop among these 16 tokens (checked), so all 16 come out.
@@ -41,10 +41,39 @@ TEST(GenerateCliTest, ReproducesTransformersGreedyGeneration) {
 
   Result text = RunGenerate("--model " + dir + " --image " + dir +
                             "/image0.png --prompt \"Read the wide banner.\" "
-                            "--pan-and-scan --max-new-tokens 16");
+                            "--pan-and-scan --max-new-tokens 16 --output-mode text");
   ASSERT_EQ(text.exit_code, 0);
   EXPECT_EQ(text.out.rfind(g["greedy_text"].get<std::string>() + "\n", 0), 0u) << text.out;
   EXPECT_NE(text.out.find("[111 prompt tokens, 5 image(s);"), std::string::npos) << text.out;
+}
+
+// The default output is one action of the default schema; a narrowed button set and a custom
+// schema from a file are honoured; a bad schema file is an error naming the keyword.
+TEST(GenerateCliTest, ActionModeIsTheDefault) {
+  const std::string dir = vlmserve::testing::FixturePath("decoder/pool16_six_layers");
+  const std::string base = "--model " + dir + " --image " + dir + "/image0.png --prompt go --json";
+  Result r = RunGenerate(base);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const json out = json::parse(r.out);
+  const json action = json::parse(out["text"].get<std::string>());
+  EXPECT_EQ(action["button"], out["action"]["fields"]["button"]);
+  EXPECT_EQ(out["finish_reason"], "stop");
+  EXPECT_EQ(out["forced_tokens"].get<int>() + out["sampled_tokens"].get<int>(),
+            static_cast<int>(out["tokens"].size()));
+  Result narrow = RunGenerate(base + " --allowed-buttons l,r --temperature 2 --seed 3");
+  ASSERT_EQ(narrow.exit_code, 0) << narrow.out;
+  const std::string b = json::parse(narrow.out)["action"]["fields"]["button"];
+  EXPECT_TRUE(b == "l" || b == "r") << narrow.out;
+  const std::string schema = ::testing::TempDir() + "/schema.json";
+  std::ofstream(schema) << R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 3}}})";
+  Result custom = RunGenerate(base + " --action-schema " + schema);
+  ASSERT_EQ(custom.exit_code, 0) << custom.out;
+  const int n = json::parse(json::parse(custom.out)["text"].get<std::string>())["n"];
+  EXPECT_TRUE(n >= 1 && n <= 3);
+  std::ofstream(schema) << R"({"type": "object", "properties": {"n": {"type": "number"}}})";
+  Result bad = RunGenerate(base + " --action-schema " + schema);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("\"number\" is not supported"), std::string::npos) << bad.out;
 }
 
 TEST(GenerateCliTest, Errors) {

@@ -208,7 +208,7 @@ TEST(BenchToolTest, ClosedAndOpenLoopReportTheirNumbers) {
   Running s = StartServer(TestOptions());
   const std::string base = std::string(VLMSERVE_BENCH_BIN) +
                            " --server 127.0.0.1:" + std::to_string(s.server->port()) +
-                           " --max-new-tokens 4 --json ";
+                           " --max-new-tokens 4 --output-mode text --json ";
   const testing::CommandResult closed =
       testing::RunCommand(base + "--synthetic -c 4 -n 12 --connections 2");
   ASSERT_EQ(closed.exit_code, 0) << closed.out;

@@ -71,6 +71,9 @@ inline v1::PredictRequest ValidRequest() {
   v1::PredictRequest r;
   r.mutable_grid()->set_encoded(Fixture(kModel + "/image0.png"));
   r.set_prompt("What do you see?");
+  // Free text: most transport tests count tokens; the fake runner ignores masks. Actions have
+  // their own tests.
+  r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_TEXT);
   return r;
 }
 

@@ -12,6 +12,7 @@ Run by ctest with /usr/bin/python3:
                         --proto-dir proto --grpc-proto /usr/share/grpc-proto
 """
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +80,7 @@ def main():
         req = vlmserve_pb2.PredictRequest(prompt="What do you see?".encode(), request_id="py-1")
         req.grid.encoded = open(args.image, "rb").read()
         req.options.max_new_tokens = 12
+        req.options.output_mode = vlmserve_pb2.OUTPUT_MODE_TEXT
         deltas, text, result = 0, "", None
         for msg in stub.Predict(req):
             if msg.HasField("delta"):
@@ -93,6 +95,20 @@ def main():
         assert result.finish_reason == vlmserve_pb2.FINISH_REASON_LENGTH
         print(f"PASS Predict: {deltas} deltas, then the result ({len(result.text)} chars, "
               f"total {result.timings.total_us} us)")
+
+        # The default output: one action of the default schema, parsed by the server.
+        act = vlmserve_pb2.PredictRequest(prompt=b"Pick a button.", request_id="py-action")
+        act.grid.encoded = req.grid.encoded
+        act.options.temperature = 1.0
+        act.options.seed = 11
+        act.options.allowed_buttons.extend(["up", "down"])
+        result = [m.result for m in stub.Predict(act) if m.HasField("result")][0]
+        action = json.loads(result.text)
+        assert list(action) == ["button", "reasoning", "context"], result.text
+        assert action["button"] in ("up", "down") and result.action.button == action["button"]
+        assert result.action.context == action["context"] and 0 < result.action.confidence <= 1
+        assert result.usage.forced_tokens + result.usage.sampled_tokens == result.usage.completion_tokens
+        print(f"PASS Predict default output: {result.text} (confidence {result.action.confidence:.3f})")
 
         bad = vlmserve_pb2.PredictRequest(prompt=b"bad \xff utf-8")
         bad.grid.encoded = req.grid.encoded

@@ -59,7 +59,7 @@ TEST(ServerTest, StreamsDeltasThenAResultEqualToVlmserveGenerate) {
   const std::string dir = FixturePath(kModel);
   const std::string cmd = std::string(VLMSERVE_GENERATE_BIN) + " --model " + dir + " --image " +
                           dir +
-                          "/image0.png --prompt \"What do you see?\" --max-new-tokens 16 --json";
+                          "/image0.png --prompt \"What do you see?\" --max-new-tokens 16 --json --output-mode text";
   const testing::CommandResult gen = testing::RunCommand(cmd);
   ASSERT_EQ(gen.exit_code, 0) << gen.out;
   const std::string& json_out = gen.out;
@@ -80,6 +80,79 @@ TEST(ServerTest, ChunkedPrefillServesTheSameText) {
   EXPECT_EQ(a.result.text(), b.result.text());
   EXPECT_EQ(a.result.usage().completion_tokens(), 12u);
   EXPECT_TRUE(EngineIdle(*chunked.server->serving()->engine));
+}
+
+// The default output mode is one action of the default schema: streamed, then the result with the
+// grammar's parse, usage split into forced and sampled tokens, and the same action as
+// vlmserve-generate's default; per-token logprobs when asked; a narrowed button set is honoured.
+TEST(ServerTest, ActionJsonIsTheDefaultAndEqualsVlmserveGenerate) {
+  Running s = StartServer(TestOptions());
+  v1::PredictRequest req = ValidRequest();
+  req.mutable_options()->clear_output_mode();  // unset = ACTION_JSON
+  req.mutable_options()->set_max_new_tokens(48);
+  req.mutable_options()->set_logprobs(3);
+  std::vector<v1::TokenLogprob> lps;
+  int ids = 0;
+  PredictOutcome out = s.client->Predict(req, [&](const v1::TokenDelta& d) {
+    ids += d.token_ids_size();
+    lps.insert(lps.end(), d.logprobs().begin(), d.logprobs().end());
+  });
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  const v1::PredictResult& r = out.result;
+  EXPECT_EQ(out.streamed_text, r.text());
+  auto j = nlohmann::json::parse(r.text());
+  ASSERT_TRUE(j.is_object()) << r.text();
+  EXPECT_EQ(j["button"], r.action().button());
+  EXPECT_EQ(j["reasoning"], r.action().reasoning());
+  EXPECT_EQ(j["context"], r.action().context());
+  EXPECT_EQ(r.action().fields().at("button"), r.action().button());
+  EXPECT_GT(r.action().confidence(), 0.f);
+  EXPECT_LE(r.action().confidence(), 1.f);
+  EXPECT_EQ(r.finish_reason(), v1::FINISH_REASON_STOP);
+  EXPECT_EQ(r.usage().forced_tokens() + r.usage().sampled_tokens(), r.usage().completion_tokens());
+  EXPECT_GT(r.usage().forced_tokens(), 0u);
+  ASSERT_EQ(static_cast<int>(lps.size()), ids);
+  ASSERT_EQ(static_cast<uint32_t>(ids), r.usage().completion_tokens());
+  uint32_t sampled = 0;
+  for (const v1::TokenLogprob& lp : lps) {
+    if (lp.forced()) continue;
+    ++sampled;
+    EXPECT_EQ(lp.top_size(), 3);
+  }
+  EXPECT_EQ(sampled, r.usage().sampled_tokens());
+
+  const std::string dir = FixturePath(kModel);
+  const testing::CommandResult gen = testing::RunCommand(
+      std::string(VLMSERVE_GENERATE_BIN) + " --model " + dir + " --image " + dir +
+      "/image0.png --prompt \"What do you see?\" --max-new-tokens 48 --json");
+  ASSERT_EQ(gen.exit_code, 0) << gen.out;
+  const auto g = nlohmann::json::parse(gen.out);
+  EXPECT_EQ(g["text"], r.text());
+  EXPECT_EQ(g["forced_tokens"], r.usage().forced_tokens());
+
+  v1::PredictRequest narrow = req;
+  narrow.mutable_options()->add_allowed_buttons("start");
+  narrow.mutable_options()->add_allowed_buttons("select");
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    narrow.mutable_options()->set_temperature(2.0f);
+    narrow.mutable_options()->set_seed(seed);
+    PredictOutcome n = s.client->Predict(narrow);
+    ASSERT_TRUE(n.status.ok()) << n.status.error_message();
+    EXPECT_TRUE(n.result.action().button() == "start" || n.result.action().button() == "select")
+        << n.result.text();
+  }
+  v1::PredictRequest custom = ValidRequest();
+  custom.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+  custom.mutable_options()->set_max_new_tokens(40);
+  custom.mutable_options()->set_action_schema(
+      R"({"type": "object", "properties": {"x": {"type": "integer", "minimum": 3, "maximum": 9}, "go": {"type": "boolean"}}})");
+  PredictOutcome c = s.client->Predict(custom);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  const auto cj = nlohmann::json::parse(c.result.text());
+  EXPECT_TRUE(cj["x"].is_number_integer() && cj["go"].is_boolean()) << c.result.text();
+  EXPECT_EQ(c.result.action().fields().at("x"), cj["x"].dump());
+  EXPECT_EQ(c.result.action().fields().at("go"), cj["go"].dump());
+  EXPECT_TRUE(c.result.action().button().empty());
 }
 
 TEST(ServerTest, ModelInfo) {
@@ -275,9 +348,55 @@ std::vector<Row> Table() {
       {"unknown_output_mode",
        [](auto& r) { r.mutable_options()->set_output_mode(static_cast<v1::OutputMode>(7)); }, kInv,
        "options.output_mode 7 is not a known output mode"},
-      {"action_json_not_yet",
-       [](auto& r) { r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON); }, kInv,
-       "OUTPUT_MODE_ACTION_JSON is not available yet"},
+      {"action_json_ok",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+         r.mutable_options()->set_max_new_tokens(16);
+       },
+       kOk, ""},
+      {"allowed_buttons_in_text_mode",
+       [](auto& r) { r.mutable_options()->add_allowed_buttons("a"); }, kInv,
+       "options.allowed_buttons needs OUTPUT_MODE_ACTION_JSON"},
+      {"allowed_buttons_unknown",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+         r.mutable_options()->add_allowed_buttons("jump");
+       },
+       kInv, "allowed_buttons: \"jump\" is not a button"},
+      {"allowed_buttons_with_schema",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+         r.mutable_options()->add_allowed_buttons("a");
+         r.mutable_options()->set_action_schema(R"({"type": "object"})");
+       },
+       kInv, "cannot be used with options.action_schema"},
+      {"action_schema_unsupported_keyword",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_UNSPECIFIED);
+         r.mutable_options()->set_action_schema(
+             R"({"type": "object", "properties": {"x": {"type": "string", "maxLength": 4, "format": "date"}}})");
+       },
+       kInv, "keyword \"format\" is not supported"},
+      {"action_schema_not_json",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+         r.mutable_options()->set_action_schema("{\"type\": ");
+       },
+       kInv, "action_schema is not valid JSON"},
+      {"action_schema_too_big",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+         r.mutable_options()->set_action_schema(std::string(20000, ' '));
+       },
+       kInv, "options.action_schema is 20000 bytes, over the limit of 16384"},
+      {"action_budget_below_shortest",
+       [](auto& r) {
+         r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_ACTION_JSON);
+         r.mutable_options()->set_max_new_tokens(3);
+       },
+       kInv, "max_new_tokens 3 cannot fit the shortest valid action"},
+      {"logprobs_over_cap", [](auto& r) { r.mutable_options()->set_logprobs(21); }, kInv,
+       "options.logprobs must be at most 20, got 21"},
       {"sampling_ok",
        [](auto& r) {
          r.mutable_options()->set_temperature(0.8f);

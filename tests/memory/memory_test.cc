@@ -101,6 +101,7 @@ v1::PredictRequest ValidRequest() {
   r.mutable_grid()->set_encoded(ReadFile(FixturePath("decoder/pool16_six_layers/image0.png")));
   r.set_prompt("What do you see?");
   r.mutable_options()->set_max_new_tokens(4);
+  r.mutable_options()->set_output_mode(v1::OUTPUT_MODE_TEXT);  // 4 tokens: no room for an action
   return r;
 }
 

@@ -50,6 +50,15 @@ class FakeModelRunner : public ModelRunner {
           throw std::out_of_range("fake runner: token " + std::to_string(token) + " is not an id");
         }
         o.token = static_cast<int32_t>(token);
+        // With an allowed-token mask (action mode): the first allowed id from there on, so a
+        // fake action is still a valid one.
+        for (int64_t k = 0; r.allowed && k < config_.text.vocab_size; ++k) {
+          const int64_t id = (token + k) % config_.text.vocab_size;
+          if (MaskAllows(r.allowed, id)) {
+            o.token = static_cast<int32_t>(id);
+            break;
+          }
+        }
       }
       if (r.start == 0) ++prefills;
       out.push_back(std::move(o));

@@ -23,9 +23,9 @@ using namespace std::chrono_literals;
 // incremented, so a test that has seen `ends` may read it (TSan checks this).
 class RecordingSink : public ResponseSink {
  public:
-  void OnDelta(std::vector<int32_t> ids, std::string) override {
+  void OnDelta(OutputDelta d) override {
     Record();
-    tokens += static_cast<int>(ids.size());
+    tokens += static_cast<int>(d.ids.size());
   }
   void OnResult(ServeResult) override {
     Record();
@@ -91,6 +91,7 @@ std::shared_ptr<ServeRequest> TextRequest(int max_new_tokens) {
   r->images.frames.push_back({true, std::string(8 * 8 * 3, '\x10'), 8, 8, ""});
   r->prompt = "go";
   r->max_new_tokens = max_new_tokens;
+  r->output_mode = OutputMode::kText;  // the fake runner's tokens are no action
   return r;
 }
 
@@ -190,8 +191,8 @@ TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
     Fixture f = MakeEngine(0ms, Serial(), /*start=*/false, /*first_token=*/stop - 2);
     struct Collect : ResponseSink {
       std::vector<int32_t> ids;
-      void OnDelta(std::vector<int32_t> t, std::string) override {
-        ids.insert(ids.end(), t.begin(), t.end());
+      void OnDelta(OutputDelta d) override {
+        ids.insert(ids.end(), d.ids.begin(), d.ids.end());
       }
       void OnResult(ServeResult) override {}
       void OnError(Status) override {}
