@@ -34,7 +34,7 @@ using Clock = std::chrono::steady_clock;
 struct Sample {
   double latency_ms = 0, ttft_ms = 0;
   grpc::StatusCode code = grpc::StatusCode::OK;
-  uint32_t tokens = 0;
+  uint32_t tokens = 0, forced = 0, sampled = 0;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -53,6 +53,8 @@ Sample Call(VlmClient& client, const v1::PredictRequest& req) {
   if (o.status.ok()) {
     s.ttft_ms = o.result.timings().first_token_us() / 1000.0;
     s.tokens = o.result.usage().completion_tokens();
+    s.forced = o.result.usage().forced_tokens();
+    s.sampled = o.result.usage().sampled_tokens();
   }
   return s;
 }
@@ -194,14 +196,17 @@ int Run(int argc, char** argv) {
 
   std::vector<double> latency, ttft;
   std::map<std::string, int64_t> codes;
-  uint64_t tokens = 0;
+  uint64_t tokens = 0, forced = 0, sampled = 0;
   for (const Sample& s : samples) {
     ++codes[std::to_string(static_cast<int>(s.code))];
     if (s.code != grpc::StatusCode::OK) continue;
     latency.push_back(s.latency_ms);
     ttft.push_back(s.ttft_ms);
     tokens += s.tokens;
+    forced += s.forced;
+    sampled += s.sampled;
   }
+  const double ok = static_cast<double>(std::max<size_t>(latency.size(), 1));
   const double ok_rps = static_cast<double>(latency.size()) / seconds;
   nlohmann::json j = {{"mode", closed ? "closed" : "open"},
                       {"concurrency", closed ? concurrency : 0},
@@ -218,12 +223,19 @@ int Run(int argc, char** argv) {
                        {{"p50", Percentile(ttft, 50)},
                         {"p90", Percentile(ttft, 90)},
                         {"p99", Percentile(ttft, 99)}}},
+                      {"tokens_per_request",
+                       {{"completion", static_cast<double>(tokens) / ok},
+                        {"forced", static_cast<double>(forced) / ok},
+                        {"sampled", static_cast<double>(sampled) / ok}}},
                       {"status_codes", codes}};
   if (as_json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%zu requests in %.2f s: %.2f ok/s, %.1f tokens/s\n", samples.size(), seconds,
                 ok_rps, static_cast<double>(tokens) / seconds);
+    std::printf("tokens per request: %.1f (%.1f forced, %.1f sampled)\n",
+                static_cast<double>(tokens) / ok, static_cast<double>(forced) / ok,
+                static_cast<double>(sampled) / ok);
     std::printf("latency ms  p50 %.1f  p90 %.1f  p99 %.1f\n", Percentile(latency, 50),
                 Percentile(latency, 90), Percentile(latency, 99));
     std::printf("first token ms (server)  p50 %.1f  p90 %.1f  p99 %.1f\n", Percentile(ttft, 50),
