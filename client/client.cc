@@ -6,17 +6,54 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include <climits>
+#include <fstream>
+#include <sstream>
 #include <condition_variable>
 #include <mutex>
 
 namespace vlmserve {
 
-VlmClient::VlmClient(const std::string& address, uint64_t max_message_bytes, bool own_connection) {
+namespace {
+
+bool ReadAll(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+}  // namespace
+
+bool LoadClientSecurity(const ClientSecurity& s, grpc::SslCredentialsOptions* out,
+                        std::string* error) {
+  const std::pair<const std::string*, std::string*> files[] = {
+      {&s.tls_ca, &out->pem_root_certs},
+      {&s.tls_cert, &out->pem_cert_chain},
+      {&s.tls_key, &out->pem_private_key}};
+  for (const auto& [path, dest] : files) {
+    if (!path->empty() && !ReadAll(*path, dest)) {
+      *error = "cannot read " + *path;
+      return false;
+    }
+  }
+  return true;
+}
+
+VlmClient::VlmClient(const std::string& address, uint64_t max_message_bytes, bool own_connection,
+                     ClientSecurity security)
+    : api_key_(security.api_key) {
   grpc::ChannelArguments args;
   if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxSendMessageSize(static_cast<int>(std::min<uint64_t>(max_message_bytes, INT_MAX)));
   args.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint64_t>(max_message_bytes, INT_MAX)));
-  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (security.tls()) {
+    grpc::SslCredentialsOptions ssl;
+    if (LoadClientSecurity(security, &ssl, &error_)) credentials = grpc::SslCredentials(ssl);
+  }
+  channel_ = grpc::CreateCustomChannel(address, credentials, args);
   stub_ = v1::VlmService::NewStub(channel_);
 }
 
@@ -25,6 +62,7 @@ PredictOutcome VlmClient::Predict(const v1::PredictRequest& request,
                                   std::chrono::milliseconds timeout) {
   PredictOutcome out;
   grpc::ClientContext ctx;
+  Authorize(&ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   auto reader = stub_->Predict(&ctx, request);
   v1::PredictResponse msg;
@@ -46,6 +84,7 @@ PredictOutcome VlmClient::Predict(const v1::PredictRequest& request,
 
 grpc::Status VlmClient::GetModelInfo(v1::ModelInfo* info) {
   grpc::ClientContext ctx;
+  Authorize(&ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return stub_->GetModelInfo(&ctx, v1::GetModelInfoRequest(), info);
 }
@@ -60,6 +99,7 @@ std::string VlmClient::Health(const std::string& service, grpc::Status* status) 
   }
   grpc::GenericStub generic(channel_);
   grpc::ClientContext ctx;
+  Authorize(&ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::Slice slice(req);
   grpc::ByteBuffer request_buffer(&slice, 1), response;

@@ -33,6 +33,7 @@ find_program(VLMSERVE_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 # Server reflection has no pkg-config file in Debian's packages: the library itself.
 find_library(VLMSERVE_GRPCPP_REFLECTION grpc++_reflection REQUIRED)
 find_package(spdlog REQUIRED)
+find_package(OpenSSL REQUIRED)  # TLS material checks, API-key digests (server/)
 find_package(PNG REQUIRED)
 find_package(JPEG REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)

@@ -20,6 +20,9 @@ enum class OutputMode { kAction, kText };
 
 struct ServeRequest {
   std::string request_id, session_id;
+  // Who sent it (an API key's name, or the peer's address): sessions are scoped to it, so one
+  // client cannot supersede another's requests with latest_frame_wins.
+  std::string client;
   ImageInput images;  // frames composed into the grid, or one image; empty for text-only models
   std::string prompt, system_prompt;
   int32_t max_new_tokens = 64;

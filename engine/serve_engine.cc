@@ -506,7 +506,10 @@ bool ServeEngine::Iterate() {
     // A cancel just before the deadline is the deadline: the client's timer fires first.
     v.expired = now >= s.request->deadline ||
                 (v.cancelled && now + std::chrono::milliseconds(20) >= s.request->deadline);
-    v.session = s.request->session_id;
+    // Sessions are per client: "client \x1f session".
+    v.session = s.request->session_id.empty()
+                    ? std::string()
+                    : s.request->client + '\x1f' + s.request->session_id;
     v.latest_frame_wins = s.request->latest_frame_wins;
     v.admitted = s.admitted;
     v.decoding = s.decoding;

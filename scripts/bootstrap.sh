@@ -41,6 +41,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev nlohmann-json3-dev libpng-dev libjpeg-dev libcpp-httplib-dev libcli11-dev
+  libssl-dev openssl  # TLS material checks and API-key digests; openssl makes the tests' certificates
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-dev
   python3 python3-grpcio grpc-proto

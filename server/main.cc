@@ -15,6 +15,7 @@
 #include <ctime>
 #include <thread>
 
+#include "server/json_log.h"
 #include "server/options.h"
 #include "server/server.h"
 
@@ -168,6 +169,49 @@ int Run(int argc, char** argv) {
                  "Seconds calls in flight get after that GOAWAY")
       ->default_val(60)
       ->check(CLI::Range(0.0, 86400.0));
+  // Security.
+  app.add_option("--tls-cert", o.tls_cert,
+                 "TLS: the server's certificate chain (PEM); with --tls-key. Reloaded on SIGHUP")
+      ->group("Security");
+  app.add_option("--tls-key", o.tls_key, "TLS: the server's private key (PEM)")->group("Security");
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "mTLS: clients must present a certificate signed by one of these CAs (PEM)")
+      ->group("Security");
+  app.add_option("--api-key-file", o.api_key_file,
+                 "API keys, one per line as NAME:KEY (or KEY); clients send 'authorization: "
+                 "Bearer KEY'. chmod 600. Reloaded on SIGHUP")
+      ->group("Security");
+  app.add_flag("--public-model-info", o.public_model_info,
+               "GetModelInfo without a key when --api-key-file is given")
+      ->group("Security");
+  app.add_flag("--public-reflection", o.public_reflection,
+               "Keep gRPC reflection on when --api-key-file is given (reflection cannot check "
+               "keys, so it is off then by default)")
+      ->group("Security");
+  app.add_option("--health-port", o.health_port,
+                 "A plaintext listener serving only grpc.health.v1 (Kubernetes gRPC probes cannot "
+                 "do TLS or keys), bound like --listen; 0 = a free port (logged)")
+      ->check(CLI::Range(0, 65535))
+      ->group("Security");
+  app.add_option("--max-concurrent-per-client", o.max_concurrent_per_client,
+                 "Predict calls one client (API key name, else peer address) may run at once "
+                 "(0 = no limit); more get RESOURCE_EXHAUSTED with retry-after-ms")
+      ->default_val(0)
+      ->group("Security");
+  app.add_option("--max-rps-per-client", o.max_rps_per_client,
+                 "Predict calls one client may start per second (token bucket, burst of the same "
+                 "size; 0 = no limit)")
+      ->default_val(0)
+      ->check(CLI::Range(0.0, 1e6))
+      ->group("Security");
+  app.add_flag("--allow-insecure-remote", o.allow_insecure_remote,
+               "No warning when listening on a non-loopback address without TLS or API keys")
+      ->group("Security");
+  app.add_option("--log-format", o.log_format,
+                 "text, or json: every log line one JSON object (a request's line with id, "
+                 "session, key name, peer, outcome, tokens and phase times)")
+      ->default_val("text")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--test-token-delay-ms", test_token_delay_ms,
                  "TEST HOOK: sleep this long after each generated token (never in production)")
       ->default_val(0)
@@ -195,7 +239,11 @@ int Run(int argc, char** argv) {
   o.max_connection_age = ms(age_s);
   o.max_connection_age_grace = ms(age_grace_s);
   o.test_token_delay = std::chrono::milliseconds(test_token_delay_ms);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (o.log_format == "json") {
+    spdlog::set_formatter(std::make_unique<JsonLogFormatter>());
+  } else {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
   spdlog::info("{} starting: {}", ServerVersion(), DescribeOptions(o));
 
   // Signals are taken by sigwait in this thread only: block them before any thread starts.
@@ -203,6 +251,7 @@ int Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto server = VlmServer::Start(o);
@@ -217,7 +266,18 @@ int Run(int argc, char** argv) {
     return 1;
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    // SIGHUP: reload API keys and TLS material; bad files are logged and the old ones stay.
+    const Status reloaded = (*server)->Reload();
+    if (reloaded.ok()) {
+      spdlog::info("SIGHUP: API keys and TLS material reloaded");
+    } else {
+      spdlog::error("SIGHUP: reload failed, keeping the previous material: {}",
+                    reloaded.ToString());
+    }
+  }
   spdlog::info("{} received: draining for up to {} ms (send it again to stop now)",
                sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout.count());
   // The drain runs on its own thread so that this one can take a second signal meanwhile.
@@ -228,7 +288,7 @@ int Run(int argc, char** argv) {
   });
   while (!drained) {
     const timespec poll{0, 50 * 1000 * 1000};  // 50 ms
-    if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+    if (const int s = sigtimedwait(&signals, nullptr, &poll); s > 0 && s != SIGHUP) {
       spdlog::warn("second signal: cancelling the running calls now");
       (*server)->StopNow();
       break;

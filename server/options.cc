@@ -39,7 +39,14 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_connection_idle_ms=" << o.max_connection_idle.count()
     << " max_connection_age_ms=" << o.max_connection_age.count()
     << " max_connection_age_grace_ms=" << o.max_connection_age_grace.count()
-    << " drain_timeout_ms=" << o.drain_timeout.count();
+    << " drain_timeout_ms=" << o.drain_timeout.count()
+    << " tls=" << (o.tls_cert.empty() ? "off" : o.tls_client_ca.empty() ? "on" : "mtls")
+    << " api_keys=" << (o.api_key_file.empty() ? "off" : "on")
+    << " public_model_info=" << (o.public_model_info ? "on" : "off")
+    << " public_reflection=" << (o.public_reflection ? "on" : "off") << " health_port="
+    << (o.health_port < 0 ? std::string("off") : std::to_string(o.health_port))
+    << " max_concurrent_per_client=" << o.max_concurrent_per_client
+    << " max_rps_per_client=" << o.max_rps_per_client << " log_format=" << o.log_format;
   if (o.test_token_delay.count() > 0) {
     s << " TEST_TOKEN_DELAY_MS=" << o.test_token_delay.count()
       << " (test hook: not for production)";

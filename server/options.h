@@ -66,6 +66,18 @@ struct ServerOptions {
   // at once. Below Docker's default 10 s stop timeout (see docs/operations.md).
   std::chrono::milliseconds drain_timeout{8000};
 
+  // Security (docs/operations.md "Security"). Empty = off.
+  std::string tls_cert, tls_key;  // PEM: TLS on the main port
+  std::string tls_client_ca;      // PEM: mTLS, client certificates required and verified
+  std::string api_key_file;       // "name:key" lines; clients send "authorization: Bearer KEY"
+  bool public_model_info = false;  // GetModelInfo without a key when keys are configured
+  bool public_reflection = false;  // reflection stays on without keys when keys are configured
+  int health_port = -1;            // plaintext grpc.health.v1 only (probes); -1 = off, 0 = free
+  uint32_t max_concurrent_per_client = 0;  // Predict calls at once per key (or peer); 0 = no limit
+  double max_rps_per_client = 0;           // Predict calls per second per key (or peer); 0 = none
+  bool allow_insecure_remote = false;      // no warning for a non-loopback plaintext keyless bind
+  std::string log_format = "text";         // text | json (one JSON object per request line)
+
   // Test hook: the engine sleeps this long after each token (0 in production).
   std::chrono::milliseconds test_token_delay{0};
 };

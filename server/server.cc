@@ -9,7 +9,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <grpc/support/log.h>
+
 #include <climits>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -34,11 +37,36 @@ void RouteProtobufLogs() {
       });
 }
 
+// gRPC core's own lines (e.g. a failed TLS handshake) go through our log too, so that every line
+// has our format (one JSON object each with --log-format json). A client's failed handshake is
+// its problem, not the server's: gRPC's ERROR becomes a warning.
+void GrpcLog(gpr_log_func_args* args) {
+  const char* file = args->file ? args->file : "";
+  if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
+  const std::string text = EscapeForLog(args->message ? args->message : "", 1024);
+  switch (args->severity) {
+    case GPR_LOG_SEVERITY_DEBUG:
+      spdlog::debug("grpc {}:{}: {}", file, args->line, text);
+      break;
+    case GPR_LOG_SEVERITY_INFO:
+      spdlog::info("grpc {}:{}: {}", file, args->line, text);
+      break;
+    default:
+      spdlog::warn("grpc {}:{}: {}", file, args->line, text);
+      break;
+  }
+}
+
 void SetHealth(grpc::Server* server, bool serving) {
+  if (!server) return;
   if (auto* health = server->GetHealthCheckService()) {
     health->SetServingStatus(serving);  // every service, the overall "" included
     health->SetServingStatus(kServiceName, serving);
   }
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
 }  // namespace
@@ -60,11 +88,53 @@ StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& optio
   s->options_ = options;
   s->service_ = std::make_unique<VlmService>(options);
   RouteProtobufLogs();
+  gpr_set_log_function(GrpcLog);
+  // Security material first: a bad file is one clear error and no listener.
+  if (!options.api_key_file.empty()) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const ApiKeys> keys, ApiKeys::Load(options.api_key_file));
+    spdlog::info("{} API key(s) from {}: Predict{} need 'authorization: Bearer KEY'", keys->size(),
+                 options.api_key_file, options.public_model_info ? "" : " and GetModelInfo");
+    s->service_->SetApiKeys(std::move(keys));
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_client_ca.empty()) {
+    ASSIGN_OR_RETURN(s->tls_, TlsMaterial::Create({options.tls_cert, options.tls_key,
+                                                   options.tls_client_ca}));
+    credentials = s->tls_->credentials();
+    spdlog::info("{}", s->tls_->description());
+  }
+  if (!IsLoopback(options.listen) && !s->tls_ && options.api_key_file.empty() &&
+      !options.allow_insecure_remote) {
+    spdlog::warn(
+        "listening on {} without TLS or API keys: anyone who can reach this address can use the "
+        "model and read every request in transit (--tls-cert/--tls-key, --api-key-file; "
+        "--allow-insecure-remote silences this)",
+        options.listen);
+  }
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // The probe listener is built before reflection is registered (a process-wide plugin), so it
+  // serves grpc.health.v1 and nothing else.
+  if (options.health_port >= 0) {
+    grpc::ServerBuilder hb;
+    const std::string haddr = options.listen + ":" + std::to_string(options.health_port);
+    hb.AddListeningPort(haddr, grpc::InsecureServerCredentials(), &s->health_port_);
+    s->health_server_ = hb.BuildAndStart();
+    if (!s->health_server_ || s->health_port_ == 0) {
+      return UnavailableError("cannot listen on " + haddr + " (--health-port)");
+    }
+    SetHealth(s->health_server_.get(), false);
+    spdlog::info("health probes (plaintext, grpc.health.v1 only) on {}:{}", options.listen,
+                 s->health_port_);
+  }
+  const bool reflection =
+      options.reflection && (options.api_key_file.empty() || options.public_reflection);
+  if (options.reflection && !reflection) {
+    spdlog::info("reflection is off: it cannot check API keys (--public-reflection keeps it)");
+  }
+  if (reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = options.listen + ":" + std::to_string(options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(address, credentials, &s->port_);
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<uint64_t>(options.max_message_bytes, INT_MAX)));
   // Compressed requests are refused: gRPC inflates a message whole before any size limit applies,
@@ -187,6 +257,7 @@ Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
   }
   service_->SetModel(std::move(serving));
   SetHealth(server_.get(), true);
+  SetHealth(health_server_.get(), true);
   spdlog::info("SERVING on port {}", port_);
   return Status::Ok();
 }
@@ -195,6 +266,7 @@ void VlmServer::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_.exchange(true)) return;
   const auto t0 = std::chrono::steady_clock::now();
   if (server_) SetHealth(server_.get(), false);
+  SetHealth(health_server_.get(), false);
   std::shared_ptr<ServingModel> model = service_ ? service_->TakeModel() : nullptr;
   if (server_) {
     // Running streams get `grace` (new calls are UNAVAILABLE meanwhile); StopNow() ends the wait.
@@ -207,6 +279,10 @@ void VlmServer::Shutdown(std::chrono::milliseconds grace) {
     server_->Shutdown(std::chrono::system_clock::now());  // cancels whatever is left
     server_->Wait();
   }
+  if (health_server_) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
   if (model && model->engine) model->engine->Stop();
   {
     std::lock_guard<std::mutex> lock(serving_mu_);
@@ -218,6 +294,21 @@ void VlmServer::Shutdown(std::chrono::milliseconds grace) {
   spdlog::info(
       "server stopped in {:.0f} ms",
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+}
+
+Status VlmServer::Reload() {
+  // Both are checked before either changes, so a reload is all or nothing.
+  std::shared_ptr<const ApiKeys> keys;
+  if (!options_.api_key_file.empty()) {
+    ASSIGN_OR_RETURN(keys, ApiKeys::Load(options_.api_key_file));
+  }
+  if (tls_) RETURN_IF_ERROR(CheckTlsFiles({options_.tls_cert, options_.tls_key, options_.tls_client_ca}));
+  if (keys) {
+    spdlog::info("{} API key(s) reloaded from {}", keys->size(), options_.api_key_file);
+    service_->SetApiKeys(std::move(keys));
+  }
+  if (tls_) RETURN_IF_ERROR(tls_->Reload());
+  return Status::Ok();
 }
 
 void VlmServer::StopNow() {

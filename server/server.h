@@ -19,6 +19,7 @@
 #include "server/metrics_http.h"
 #include "server/options.h"
 #include "server/service.h"
+#include "server/tls.h"
 
 namespace vlmserve {
 
@@ -28,6 +29,9 @@ class VlmServer {
   ~VlmServer();
 
   int port() const { return port_; }
+  int health_port() const { return health_port_; }
+  // SIGHUP: reloads the API key file and the TLS files. An error leaves the old ones in use.
+  Status Reload();
 
   // Loads options.model_dir (or the built-in model) for options.device, warms up, serves.
   Status LoadModel();
@@ -53,6 +57,9 @@ class VlmServer {
   ServerOptions options_;
   std::unique_ptr<VlmService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // --health-port: plaintext, health only
+  std::unique_ptr<TlsMaterial> tls_;
+  int health_port_ = -1;
   mutable std::mutex serving_mu_;  // the metrics endpoint reads serving_ from its threads
   std::shared_ptr<ServingModel> serving_;
   std::unique_ptr<MetricsServer> metrics_;

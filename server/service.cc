@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -88,9 +90,29 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     ++service->counters_.calls;
     state_->reactor = this;
     service->Register(state_);
+    peer_ = PeerHost(context->peer());
+    // Who is calling comes first: a call without a valid key does no other work at all.
+    grpc::Status refused;
+    std::optional<std::string> who = service->Authenticate(*context, &refused);
+    std::lock_guard<std::recursive_mutex> lock(state_->mu);
+    if (!who) {
+      FinishLocked(refused);
+      return;
+    }
+    key_name_ = *who;
+    client_ = key_name_.empty() ? peer_ : key_name_;
+    if (service->limiter().enabled()) {
+      int64_t retry_ms = 0;
+      if (Status limited = service->limiter().Acquire(client_, &retry_ms); !limited.ok()) {
+        ++service->counters_.client_limited;
+        context_->AddTrailingMetadata("retry-after-ms", std::to_string(retry_ms));
+        FinishLocked(ToGrpcStatus(limited, request_id_));
+        return;
+      }
+      holds_client_slot_ = true;
+    }
     grpc::Status unavailable;
     std::shared_ptr<ServingModel> model = service->Current(&unavailable);
-    std::lock_guard<std::recursive_mutex> lock(state_->mu);
     if (!model) {
       FinishLocked(unavailable);
       return;
@@ -129,6 +151,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     request_id_ = native->request_id;
     session_id_ = native->session_id;
     native->received = start_;
+    native->client = client_;
     native->deadline = SteadyDeadline(context_->deadline());
     Status submitted = model->engine->Submit(
         std::make_shared<ServeRequest>(std::move(native).value()), state_, cancelled_);
@@ -172,6 +195,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       state_->reactor = nullptr;
       state_->write_since_ns = 0;
     }
+    if (holds_client_slot_) service_->limiter().Release(client_);
     service_->Unregister(state_.get());
     delete this;
   }
@@ -296,17 +320,45 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void Ended(const grpc::Status& status) {
     ++service_->counters_.ended[static_cast<int>(status.error_code()) % ServiceCounters::kCodes];
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
+    if (service_->options().log_format == "json") {
+      // One JSON object per request; nlohmann escapes control bytes, and the message was
+      // sanitized (and is escaped again) so the line is always one valid object.
+      nlohmann::json j = {{"event", "predict"},      {"id", request_id_},
+                          {"session", session_id_},   {"key", key_name_},
+                          {"peer", peer_},            {"code", GrpcCodeName(status.error_code())},
+                          {"ms", ms}};
+      if (status.ok() && result_) {
+        const ServeTimings& t = result_->timings;
+        j["prompt_tokens"] = result_->prompt_tokens;
+        j["images"] = result_->images;
+        j["tokens"] = result_->tokens.size();
+        j["forced_tokens"] = result_->forced_tokens;
+        j["finish"] = result_->finish == FinishReason::kStop ? "stop" : "length";
+        j["phases_us"] = {{"queue", t.queue_us},     {"preprocess", t.preprocess_us},
+                          {"vision", t.vision_us},   {"prefill", t.prefill_us},
+                          {"decode", t.decode_us},   {"first_token", t.first_token_us},
+                          {"total", t.total_us}};
+        if (!result_->action.button.empty()) j["button"] = result_->action.button;
+      } else {
+        j["message"] = EscapeForLog(status.error_message(), 1024);
+        if (!client_ids_.empty()) j["client_ids"] = client_ids_;
+      }
+      spdlog::info("{}", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      return;
+    }
+    const std::string who =
+        (key_name_.empty() ? "" : " key=" + key_name_) + " peer=" + EscapeForLog(peer_, 64);
     if (status.ok() && result_) {
       spdlog::info(
-          "predict id={} session={} OK prompt_tokens={} images={} tokens={} finish={} "
+          "predict id={} session={}{} OK prompt_tokens={} images={} tokens={} finish={} "
           "total_ms={:.1f} first_token_ms={:.1f} [{}]",
-          request_id_, session_id_, result_->prompt_tokens, result_->images, result_->tokens.size(),
-          result_->finish == FinishReason::kStop ? "stop" : "length", ms,
+          request_id_, session_id_, who, result_->prompt_tokens, result_->images,
+          result_->tokens.size(), result_->finish == FinishReason::kStop ? "stop" : "length", ms,
           result_->timings.first_token_us / 1000.0, TimingsString(result_->timings));
     } else {
       // The message is already sanitized (ToGrpcStatus); escape again for gRPC's own messages.
-      spdlog::info("predict id={} session={} {} after {:.1f} ms: {}{}{}", request_id_, session_id_,
-                   GrpcCodeName(status.error_code()), ms,
+      spdlog::info("predict id={} session={}{} {} after {:.1f} ms: {}{}{}", request_id_,
+                   session_id_, who, GrpcCodeName(status.error_code()), ms,
                    EscapeForLog(status.error_message(), 1024), client_ids_.empty() ? "" : " ",
                    client_ids_);
     }
@@ -319,6 +371,8 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   std::shared_ptr<ServingModel> model_;
   Clock::time_point start_;
   std::string request_id_, session_id_;
+  std::string peer_, key_name_, client_;  // client_: the key's name, else the peer's address
+  bool holds_client_slot_ = false;
   std::string client_ids_;  // the client's ids, escaped, when they were refused (for the log)
   // Guarded by state_->mu:
   grpc::ByteBuffer current_;  // the message being written
@@ -346,7 +400,9 @@ void VlmService::CallState::CancelForWriteTimeout(std::chrono::milliseconds time
   if (reactor) reactor->WriteTimedOut(timeout);
 }
 
-VlmService::VlmService(ServerOptions options) : options_(std::move(options)) {
+VlmService::VlmService(ServerOptions options)
+    : options_(std::move(options)),
+      limiter_({options_.max_concurrent_per_client, options_.max_rps_per_client}) {
   if (options_.stream_write_timeout.count() > 0) watchdog_ = std::thread([this] { Watchdog(); });
 }
 
@@ -445,10 +501,47 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* VlmService::Predict(
   return new PredictReactor(this, context, request);
 }
 
+void VlmService::SetApiKeys(std::shared_ptr<const ApiKeys> keys) {
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  keys_ = std::move(keys);
+}
+
+std::shared_ptr<const ApiKeys> VlmService::api_keys() const {
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  return keys_;
+}
+
+std::optional<std::string> VlmService::Authenticate(const grpc::CallbackServerContext& context,
+                                                    grpc::Status* refused) {
+  std::shared_ptr<const ApiKeys> keys = api_keys();
+  if (!keys) return std::string();
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find("authorization");
+  std::optional<std::string> name;
+  if (it != metadata.end()) {
+    name = keys->Authenticate(std::string_view(it->second.data(), it->second.size()));
+  }
+  if (!name) {
+    ++counters_.unauthenticated;
+    *refused = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                            it == metadata.end()
+                                ? "this server needs an API key: send \"authorization: Bearer KEY\""
+                                : "the API key is not valid");
+  }
+  return name;
+}
+
 grpc::ServerUnaryReactor* VlmService::GetModelInfo(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request,
                                                    grpc::ByteBuffer* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!options_.public_model_info) {
+    grpc::Status refused;
+    if (!Authenticate(*context, &refused)) {
+      reactor->Finish(refused);
+      return reactor;
+    }
+  }
   v1::GetModelInfoRequest parsed;
   if (Status s = ParseRequest(*request, &parsed); !s.ok()) {
     reactor->Finish(ToGrpcStatus(s, "-"));

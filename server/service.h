@@ -19,11 +19,13 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
 
 #include "engine/serve_engine.h"
+#include "server/auth.h"
 #include "server/options.h"
 #include "server/validate.h"
 #include "vlmserve/v1/vlmserve.grpc.pb.h"
@@ -45,6 +47,8 @@ struct ServiceCounters {
   std::atomic<uint64_t> ended[kCodes] = {};  // by final gRPC status code
   std::atomic<uint64_t> unparseable{0};      // requests that were not a valid PredictRequest
   std::atomic<uint64_t> write_timeouts{0};   // calls cut because the client stopped reading
+  std::atomic<uint64_t> unauthenticated{0};  // calls refused for a missing or wrong API key
+  std::atomic<uint64_t> client_limited{0};   // calls refused by a per-client limit
   uint64_t Ended(grpc::StatusCode code) const { return ended[static_cast<int>(code)].load(); }
   std::string Summary() const;  // "OK=12 INVALID_ARGUMENT=3 ..." (non-zero codes only)
 };
@@ -70,6 +74,14 @@ class VlmService final : public VlmServiceBase {
                                          grpc::ByteBuffer* reply) override;
 
   const ServerOptions& options() const { return options_; }
+  // API keys (null = none configured). Replaceable at any time (SIGHUP).
+  void SetApiKeys(std::shared_ptr<const ApiKeys> keys);
+  std::shared_ptr<const ApiKeys> api_keys() const;
+  // The caller's identity when the call may go on: the key's name, or "" without keys. Null with
+  // UNAUTHENTICATED (and the call counted) when keys are configured and it has none that matches.
+  std::optional<std::string> Authenticate(const grpc::CallbackServerContext& context,
+                                          grpc::Status* refused);
+  ClientLimiter& limiter() { return limiter_; }
   const ServiceCounters& counters() const { return counters_; }
   size_t live_calls() const;
   // Blocks until no Predict call is live (true), `deadline` passes or Interrupt() is called.
@@ -90,6 +102,9 @@ class VlmService final : public VlmServiceBase {
 
   ServerOptions options_;
   ServiceCounters counters_;
+  mutable std::mutex keys_mu_;
+  std::shared_ptr<const ApiKeys> keys_;
+  ClientLimiter limiter_;
   std::mutex mu_;  // guards model_ and stopped_
   std::shared_ptr<ServingModel> model_;
   bool stopped_ = false;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "client/client.h"
+#include "client/cli/security_options.h"
 
 namespace vlmserve {
 namespace {
@@ -98,6 +99,8 @@ int Run(int argc, char** argv) {
       ->default_val(1)
       ->check(CLI::Range(1, 1024));
   app.add_flag("--json", as_json, "Print one JSON object");
+  ClientSecurity security;
+  AddSecurityOptions(app, &security);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -155,7 +158,12 @@ int Run(int argc, char** argv) {
 
   std::vector<std::unique_ptr<VlmClient>> clients;
   for (int i = 0; i < connections; ++i) {
-    clients.push_back(std::make_unique<VlmClient>(server, 64u << 20, /*own_connection=*/i > 0));
+    clients.push_back(
+        std::make_unique<VlmClient>(server, 64u << 20, /*own_connection=*/i > 0, security));
+    if (!clients.back()->error().empty()) {
+      std::fprintf(stderr, "vlmserve-bench: %s\n", clients.back()->error().c_str());
+      return 1;
+    }
   }
   if (clients[0]->Health() != "SERVING") {
     std::fprintf(stderr, "vlmserve-bench: %s is not SERVING\n", server.c_str());

@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "client/client.h"
+#include "client/cli/security_options.h"
 
 namespace vlmserve {
 namespace {
@@ -97,13 +98,20 @@ int Run(int argc, char** argv) {
   health->add_option("--server", server, "host:port")->default_val("127.0.0.1:50051");
   health->add_option("--service", service, "A service name; default: the whole server");
   auto* info = app.add_subcommand("info", "Show the served model and limits");
+  ClientSecurity security;
+  AddSecurityOptions(app, &security);
+  app.fallthrough();  // the security flags may follow the subcommand
   info->add_option("--server", server, "host:port")->default_val("127.0.0.1:50051");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  VlmClient client(server);
+  VlmClient client(server, 64u << 20, false, security);
+  if (!client.error().empty()) {
+    std::fprintf(stderr, "vlmserve-client: %s\n", client.error().c_str());
+    return 1;
+  }
 
   if (health->parsed()) {
     grpc::Status st;
