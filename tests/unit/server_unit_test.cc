@@ -3,15 +3,19 @@
 // compatibility against a committed descriptor golden.
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/text_format.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/text_safety.h"
 #include "common/utf8.h"
 #include "engine/serve_engine.h"
 #include "server/request_parse.h"
+#include "server/validate.h"
 #include "server/status_map.h"
 #include "tests/kernels/test_rng.h"
 #include "tests/test_paths.h"
@@ -285,6 +289,28 @@ TEST(ApiCompatibilityTest, OnlyAdditionsAgainstTheGolden) {
         << "new in the API (add it to the golden deliberately, VLMSERVE_WRITE_API_GOLDEN=1): "
         << line;
   }
+}
+
+// ghz is not packaged here: keep its configs honest by parsing each one's request data as a
+// PredictRequest (protobuf's JSON mapping, as ghz does) and validating it as the server would.
+TEST(DeployTest, EveryGhzConfigHoldsAValidPredictRequest) {
+  int configs = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(testing::SourceDir() + "/deploy/ghz")) {
+    if (entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path());
+    const auto cfg = nlohmann::json::parse(in);
+    EXPECT_EQ(cfg["call"], "vlmserve.v1.VlmService.Predict") << entry.path();
+    v1::PredictRequest req;
+    const auto st = google::protobuf::util::JsonStringToMessage(cfg["data"].dump(), &req);
+    ASSERT_TRUE(st.ok()) << entry.path() << ": " << st.ToString();
+    ServerOptions opt;
+    auto native = ValidatePredictRequest(req, opt, ModelFacts{true, 1216}, "ghz");
+    EXPECT_TRUE(native.ok()) << entry.path() << ": " << native.status().ToString();
+    EXPECT_EQ(native->prompt, "Which button next?");
+    ++configs;
+  }
+  EXPECT_GE(configs, 3);
 }
 
 }  // namespace
