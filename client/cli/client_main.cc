@@ -38,6 +38,7 @@ std::string ToJson(const google::protobuf::Message& m) {
 
 int Run(int argc, char** argv) {
   CLI::App app{"vlmserve-client: call a vlmserve server (predict, health, info)."};
+  app.fallthrough();  // the security flags (below) may follow the subcommand
   app.require_subcommand(1);
   std::string server = "127.0.0.1:50051";
 
@@ -100,7 +101,6 @@ int Run(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "Show the served model and limits");
   ClientSecurity security;
   AddSecurityOptions(app, &security);
-  app.fallthrough();  // the security flags may follow the subcommand
   info->add_option("--server", server, "host:port")->default_val("127.0.0.1:50051");
   try {
     app.parse(argc, argv);

@@ -143,6 +143,15 @@ def main():
             assert e.code() == grpc.StatusCode.UNAUTHENTICATED
         print("PASS SIGHUP reloads the key file (new key in, old key out)")
 
+        # Our own CLI over mTLS with a key from the environment (never on the command line).
+        client_bin = os.path.join(os.path.dirname(args.server), "vlmserve-client")
+        env = dict(os.environ, VLMSERVE_API_KEY=KEY_B)
+        info = subprocess.run([client_bin, "info", "--server", f"localhost:{port}",
+                               "--tls-ca", os.path.join(tmp, "ca.pem"), "--tls-cert", os.path.join(tmp, "client.pem"),
+                               "--tls-key", os.path.join(tmp, "client.key")], env=env, capture_output=True, text=True)
+        assert info.returncode == 0 and json.loads(info.stdout)["model_type"] == "gemma3", (info.stdout, info.stderr)
+        print("PASS vlmserve-client info over mTLS with $VLMSERVE_API_KEY")
+
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         log.close()

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -141,6 +142,46 @@ TEST(MemoryTest, CompressionBombDoesNotGrowThePeak) {
   EXPECT_LT(growth, kBoundKb);
   EXPECT_EQ(s.client().Health(), "SERVING");
   EXPECT_TRUE(s.client().Predict(ValidRequest()).status.ok());
+}
+
+// Keys on: a flood of calls without a key (1 MiB each, 8 at a time) is refused with
+// UNAUTHENTICATED before parsing or model work; the peak stays bounded and the time short, and a
+// keyed call still works.
+TEST(MemoryTest, UnauthenticatedFloodIsCheapAndBounded) {
+  const std::string keys = (std::filesystem::temp_directory_path() /
+                            ("vlmserve_mem_keys_" + std::to_string(::getpid())))
+                               .string();
+  const std::string key = "mem-test-key-0123456789abcdef";
+  std::ofstream(keys) << "agent:" << key << "\n";
+  std::filesystem::permissions(keys, std::filesystem::perms::owner_read |
+                                         std::filesystem::perms::owner_write);
+  ServerProcess s({"--api-key-file", keys});
+  VlmClient keyed("127.0.0.1:" + std::to_string(s.port()), 1u << 30, false, {"", "", "", key});
+  ASSERT_EQ(s.client().Health(), "SERVING") << s.log();
+  ASSERT_TRUE(keyed.Predict(ValidRequest()).status.ok());
+  const long before = s.PeakRssKb();
+  v1::PredictRequest big = ValidRequest();
+  big.mutable_grid()->set_encoded(std::string(1u << 20, 'x'));
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      VlmClient c("127.0.0.1:" + std::to_string(s.port()), 1u << 30, true);
+      for (int i = 0; i < 50; ++i) {
+        refused += c.Predict(big).status.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const long growth = s.PeakRssKb() - before;
+  std::printf("400 unauthenticated 1 MiB calls: %.2f s, server peak RSS +%ld KiB\n", secs, growth);
+  EXPECT_EQ(refused.load(), 400);
+  EXPECT_LT(growth, kBoundKb);
+  EXPECT_LT(secs, 60.0);
+  EXPECT_TRUE(keyed.Predict(ValidRequest()).status.ok());
+  std::filesystem::remove(keys);
 }
 
 // 41-byte PNGs whose ancillary chunk declares ~2 GiB, four per request, every chunk kind: libpng
