@@ -68,26 +68,39 @@ void PagedAttentionRef(const PagedAttentionRefArgs& a) {
     return a.q_blocks && pos >= a.q_start ? a.q_blocks[pos - a.q_start] : -1;
   };
   // Dot products of a query with 4 keys at once: each still summed over d in order, in double,
-  // exactly as one at a time (bitwise the same), but vectorised across the keys.
+  // exactly as one at a time (bitwise the same), but vectorised across the keys. The keys of a KV
+  // head are transposed into 4-key blocks once, then used by every query and every query head of
+  // its group (a prefill chunk's queries all read the same keys).
   constexpr int64_t kKeys = 4;
-  std::vector<double> kt(static_cast<size_t>(a.hd * kKeys));  // [d][kKeys]
+  const int64_t blocks = (nk + kKeys - 1) / kKeys;
+  thread_local std::vector<double> kt;  // [block][d][kKeys]
+  kt.resize(static_cast<size_t>(blocks * a.hd * kKeys));
+  int64_t transposed_head = -1;
   for (int64_t h = 0; h < a.hq; ++h) {
     const int64_t head = (h / group) * a.hd;
+    if (head != transposed_head) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t j0 = b * kKeys, count = std::min(kKeys, nk - j0);
+        double* blk = kt.data() + b * a.hd * kKeys;
+        for (int64_t r = 0; r < kKeys; ++r) {
+          const float* kj = k_rows[static_cast<size_t>(j0 + std::min(r, count - 1))] + head;
+          for (int64_t d = 0; d < a.hd; ++d) blk[d * kKeys + r] = kj[d];
+        }
+      }
+      transposed_head = head;
+    }
     for (int64_t i = 0; i < a.sq; ++i) {
       const int64_t qpos = a.q_start + i;
       const int32_t qb = block_of(qpos);
       const float* qi = a.q + (i * a.hq + h) * a.hd;
       double max = -std::numeric_limits<double>::infinity();
-      for (int64_t j0 = 0; j0 < nk; j0 += kKeys) {
-        const int64_t count = std::min(kKeys, nk - j0);
-        for (int64_t r = 0; r < kKeys; ++r) {
-          const float* kj = k_rows[static_cast<size_t>(j0 + std::min(r, count - 1))] + head;
-          for (int64_t d = 0; d < a.hd; ++d) kt[static_cast<size_t>(d * kKeys + r)] = kj[d];
-        }
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t j0 = b * kKeys, count = std::min(kKeys, nk - j0);
+        const double* blk = kt.data() + b * a.hd * kKeys;
         double dot[kKeys] = {};
         for (int64_t d = 0; d < a.hd; ++d) {
           const double qd = qi[d];
-          for (int64_t r = 0; r < kKeys; ++r) dot[r] += qd * kt[static_cast<size_t>(d * kKeys + r)];
+          for (int64_t r = 0; r < kKeys; ++r) dot[r] += qd * blk[d * kKeys + r];
         }
         for (int64_t r = 0; r < count; ++r) {
           const int64_t j = j0 + r, kpos = first + j;

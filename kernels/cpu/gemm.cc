@@ -20,7 +20,35 @@ inline void GemmRowBlock(const GemmRefArgs& a, int64_t i0, std::vector<float>& x
     const float* xi = a.x + (i0 + r) * a.k;
     for (int64_t p = 0; p < a.k; ++p) xs[static_cast<size_t>(p * kRows + r)] = xi[p];
   }
-  for (int64_t j = 0; j < a.n; ++j) {
+  // Four output columns at a time: four independent accumulator vectors keep the adder busy
+  // (one vector's chain of dependent adds would wait on each add's latency). Each output is still
+  // one multiply and one add per p, in p order: the same roundings as the one-row loop.
+  int64_t j = 0;
+  for (; j + 4 <= a.n; j += 4) {
+    const float* w0 = a.w + j * a.k;
+    const float* w1 = w0 + a.k;
+    const float* w2 = w1 + a.k;
+    const float* w3 = w2 + a.k;
+    float acc0[kRows] = {}, acc1[kRows] = {}, acc2[kRows] = {}, acc3[kRows] = {};
+    for (int64_t p = 0; p < a.k; ++p) {
+      const float* xp = xs.data() + p * kRows;
+      const float v0 = w0[p], v1 = w1[p], v2 = w2[p], v3 = w3[p];
+      for (int64_t r = 0; r < kRows; ++r) {
+        acc0[r] += xp[r] * v0;
+        acc1[r] += xp[r] * v1;
+        acc2[r] += xp[r] * v2;
+        acc3[r] += xp[r] * v3;
+      }
+    }
+    for (int64_t r = 0; r < kRows; ++r) {
+      float* yr = a.y + (i0 + r) * a.n + j;
+      yr[0] = acc0[r];
+      yr[1] = acc1[r];
+      yr[2] = acc2[r];
+      yr[3] = acc3[r];
+    }
+  }
+  for (; j < a.n; ++j) {
     const float* wj = a.w + j * a.k;
     float acc[kRows] = {};
     for (int64_t p = 0; p < a.k; ++p) {
@@ -32,7 +60,7 @@ inline void GemmRowBlock(const GemmRefArgs& a, int64_t i0, std::vector<float>& x
   }
   if (a.bias) {
     for (int64_t r = 0; r < kRows; ++r) {
-      for (int64_t j = 0; j < a.n; ++j) a.y[(i0 + r) * a.n + j] += a.bias[j];
+      for (int64_t c = 0; c < a.n; ++c) a.y[(i0 + r) * a.n + c] += a.bias[c];
     }
   }
 }
@@ -48,12 +76,15 @@ inline void GemmRowBlock(const GemmRefArgs& a, int64_t i0, std::vector<float>& x
 VLMSERVE_CLONES void GemmRowBlock8(const GemmRefArgs& a, int64_t i0, std::vector<float>& xs) {
   GemmRowBlock<8>(a, i0, xs);
 }
+VLMSERVE_CLONES void GemmRowBlock4(const GemmRefArgs& a, int64_t i0, std::vector<float>& xs) {
+  GemmRowBlock<4>(a, i0, xs);
+}
 
 void GemmRows(const GemmRefArgs& a, int64_t row_begin, int64_t row_end) {
   if (!a.w_input_major) {  // blocks of 8 rows, then of 4, then single rows
     std::vector<float> xs;
     for (; row_end - row_begin >= 8; row_begin += 8) GemmRowBlock8(a, row_begin, xs);
-    for (; row_end - row_begin >= 4; row_begin += 4) GemmRowBlock<4>(a, row_begin, xs);
+    for (; row_end - row_begin >= 4; row_begin += 4) GemmRowBlock4(a, row_begin, xs);
   }
   for (int64_t i = row_begin; i < row_end; ++i) {
     const float* xi = a.x + i * a.k;
@@ -67,7 +98,28 @@ void GemmRows(const GemmRefArgs& a, int64_t row_begin, int64_t row_end) {
         for (int64_t j = 0; j < a.n; ++j) yi[j] += xp * wp[j];
       }
     } else {
-      for (int64_t j = 0; j < a.n; ++j) {
+      // Four outputs at a time: four independent chains of adds instead of one that waits on
+      // each add's latency. Each output is still summed in p order, as the blocks above.
+      int64_t j = 0;
+      for (; j + 4 <= a.n; j += 4) {
+        const float* w0 = a.w + j * a.k;
+        const float* w1 = w0 + a.k;
+        const float* w2 = w1 + a.k;
+        const float* w3 = w2 + a.k;
+        float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
+        for (int64_t p = 0; p < a.k; ++p) {
+          const float xp = xi[p];
+          acc0 += xp * w0[p];
+          acc1 += xp * w1[p];
+          acc2 += xp * w2[p];
+          acc3 += xp * w3[p];
+        }
+        yi[j] = acc0;
+        yi[j + 1] = acc1;
+        yi[j + 2] = acc2;
+        yi[j + 3] = acc3;
+      }
+      for (; j < a.n; ++j) {
         const float* wj = a.w + j * a.k;
         float acc = 0.f;
         for (int64_t p = 0; p < a.k; ++p) acc += xi[p] * wj[p];

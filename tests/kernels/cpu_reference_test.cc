@@ -63,6 +63,32 @@ TEST(GemmRefTest, ThreadedPathEqualsSingleThreaded) {
   }
 }
 
+// Every path (blocks of 8 and 4 rows, single rows; four output columns at a time, then the rest)
+// computes each output as the plain loop below does — one float multiply and one float add per
+// k, in k order — so results are bitwise those of that loop, for any row and column count.
+TEST(GemmRefTest, EveryBlockingIsBitwiseThePlainLoop) {
+  testing::Rng rng(3);
+  for (int64_t m : {1, 3, 4, 5, 8, 9, 13, 17}) {
+    for (int64_t n : {1, 3, 4, 7, 13}) {
+      const int64_t k = 37;
+      auto x = rng.Uniform(m * k), w = rng.Uniform(n * k), bias = rng.Uniform(n);
+      std::vector<float> y(m * n);
+      GemmRef({x.data(), w.data(), y.data(), m, n, k, bias.data()});
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          float acc = 0.f;
+          for (int64_t p = 0; p < k; ++p) {
+            const float prod = x[i * k + p] * w[j * k + p];
+            acc += prod;
+          }
+          acc += bias[j];
+          ASSERT_EQ(y[i * n + j], acc) << m << "x" << n << " at " << i << "," << j;
+        }
+      }
+    }
+  }
+}
+
 TEST(AxpyRefTest, Formula) {
   std::vector<float> x = {1, 2, -3}, y = {10, 20, 30};
   AxpyRef({0.5f, x.data(), y.data(), 3});
