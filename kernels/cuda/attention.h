@@ -1,0 +1,59 @@
+// Attention on the device — the generic path, simply correct for any even head_dim ≤ 256 (the
+// tiny test models use 12–40, Gemma 3 uses 72 for vision and 256 for the decoder); the fast
+// paths for 72 and 256 (issue 24) dispatch from the same launchers later.
+//
+//   PagedAttention  the decoder's attention for one Step: rows of prefill chunks and decode runs
+//                   (any number of query tokens per row) of different sequences, K/V read
+//                   through each row's block table from the paged pools (kernels/kv_layout.h),
+//                   GQA (query head h reads kv head h / (hq / hkv)), the mask of
+//                   kv::AttendAllowed — causal, the sliding window on local layers, bidirectional
+//                   inside an image's soft tokens (block ids of the row's own tokens; keys before
+//                   the row are text, as a chunk never splits an image).
+//   DenseAttention  the vision tower's: bidirectional over each image's tokens, a batch of images.
+//
+// One warp per (query token, query head): the lanes hold the query's dimensions (d = lane,
+// lane + 32, …), each key's dot product is a warp reduction, the softmax is online (running max
+// and sum) and the weighted sum of V accumulates in fp32; the output is rounded to bf16 once. A
+// query with no allowed key writes zeros (as the CPU reference). The reference is
+// kernels/cpu/attention (PagedAttentionRef, AttentionRef). NOT YET RUN ON A GPU (written in a CPU
+// session; tests/kernels/cuda_attention_test.cc checks it against the reference on the GPU).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace vlmserve::gpu {
+
+struct PagedAttentionArgs {
+  const __nv_bfloat16* q = nullptr;  // [tokens, hq, hd]: every row's tokens, row after row
+  const __nv_bfloat16* k_pool = nullptr;  // [pages, kPageTokens, hkv, hd]
+  const __nv_bfloat16* v_pool = nullptr;  // [pages, kPageTokens, hkv, hd]
+  __nv_bfloat16* o = nullptr;             // [tokens, hq, hd]
+  const int32_t* row_tokens = nullptr;    // [rows + 1] (device): row r owns tokens [t[r], t[r+1])
+  const int32_t* row_start = nullptr;     // [rows] (device): position of row r's first token
+  const int32_t* block_tables = nullptr;  // [rows, table_stride] (device)
+  const int32_t* token_blocks = nullptr;  // [tokens] image block per token (-1 text); null = text
+  int64_t table_stride = 0;
+  int64_t rows = 0, tokens = 0, hq = 0, hkv = 0, hd = 0;
+  float scale = 1.0f;
+  bool sliding = false;
+  int64_t window = 0;
+};
+Status PagedAttention(const PagedAttentionArgs& args, cudaStream_t stream);
+
+struct DenseAttentionArgs {
+  const __nv_bfloat16* q = nullptr;  // [images, n, heads, hd] (token_stride between tokens)
+  const __nv_bfloat16* k = nullptr;
+  const __nv_bfloat16* v = nullptr;
+  __nv_bfloat16* o = nullptr;  // [images, n, heads, hd] (heads · hd between tokens)
+  int64_t images = 0, n = 0, heads = 0, hd = 0;
+  int64_t token_stride = 0;  // elements between tokens of q, k, v; 0 = heads · hd (a fused qkv: 3×)
+  float scale = 1.0f;
+};
+Status DenseAttention(const DenseAttentionArgs& args, cudaStream_t stream);
+
+}  // namespace vlmserve::gpu

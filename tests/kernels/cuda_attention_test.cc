@@ -1,0 +1,249 @@
+// The generic attention kernels (kernels/cuda/attention.h) against the CPU references on the same
+// bf16 inputs, with the tolerance rule of the other ops: at most twice the worst error of the
+// computation done as transformers' eager bf16 attention does it (bf16 scores, scaled in bf16,
+// softmax in fp32 rounded to bf16, bf16 output). Paged: prefill chunks with an image block, a chunk
+// at an offset, decode rows and forced runs in one launch, random physical pages, full and sliding
+// layers, GQA 1/2/4/8, head_dim 16, 40, 72, 256. Dense: N = 1, 7, 255, 256, 4096, 4097.
+// Without a device these skip, except the argument checks.
+#include <cuda_bf16.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/bf16.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/kv_layout.h"
+#include "tests/kernels/gpu_test_util.h"
+#include "tests/kernels/test_rng.h"
+
+namespace vlmserve {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::ExpectWithinTwiceBf16Flow;
+using testing::FromBf16;
+using testing::ToBf16;
+
+std::vector<float> RandBf16(testing::Rng& rng, int64_t n) {
+  std::vector<float> v = rng.Uniform(n);
+  for (float& f : v) f = RoundToBf16(f * 2.f);
+  return v;
+}
+
+// transformers' eager attention in bf16 for one query: s_j = bf16(bf16(q·k_j) · scale), masked;
+// p = bf16(softmax_fp32(s)); out = bf16(Σ p_j v_j) (fp32 accumulation).
+void Bf16Flow(const float* q, const std::vector<const float*>& keys,
+              const std::vector<const float*>& values, int64_t hd, float scale, float* out) {
+  std::vector<float> s(keys.size());
+  float max = -INFINITY;
+  for (size_t j = 0; j < keys.size(); ++j) {
+    float dot = 0.f;
+    for (int64_t d = 0; d < hd; ++d) dot += q[d] * keys[j][d];
+    s[j] = RoundToBf16(RoundToBf16(dot) * scale);
+    max = std::max(max, s[j]);
+  }
+  float sum = 0.f;
+  for (float& x : s) sum += (x = std::exp(x - max));
+  for (int64_t d = 0; d < hd; ++d) out[d] = 0.f;
+  for (size_t j = 0; j < keys.size(); ++j) {
+    const float p = RoundToBf16(s[j] / sum);
+    for (int64_t d = 0; d < hd; ++d) out[d] += p * values[j][d];
+  }
+  for (int64_t d = 0; d < hd; ++d) out[d] = keys.empty() ? 0.f : RoundToBf16(out[d]);
+}
+
+struct Row {
+  int64_t start, len;               // query positions [start, start + len)
+  int64_t image_begin, image_end;   // image block (positions) inside the row, or empty
+};
+
+void RunPaged(int64_t hkv, int64_t group, int64_t hd, bool sliding) {
+  const int64_t hq = hkv * group, window = 16;
+  const float scale = 1.f / std::sqrt(float(hd));
+  const std::vector<Row> rows = {{0, 37, 10, 26}, {40, 9, 0, 0}, {300, 1, 0, 0}, {100, 3, 0, 0}};
+  testing::Rng rng(static_cast<uint32_t>(hkv * 1000 + group * 100 + hd + sliding));
+  // Pages: every row's sequence gets its own physical pages, shuffled.
+  int64_t stride = 0, pages = 0;
+  for (const Row& r : rows) {
+    stride = std::max(stride, kv::PagesFor(r.start + r.len));
+    pages += kv::PagesFor(r.start + r.len);
+  }
+  std::vector<int32_t> perm(static_cast<size_t>(pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(7));
+  std::vector<int32_t> tables(rows.size() * stride, 0);
+  int64_t next = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    for (int64_t p = 0; p < kv::PagesFor(rows[r].start + rows[r].len); ++p) {
+      tables[r * stride + p] = perm[static_cast<size_t>(next++)];
+    }
+  }
+  const int64_t pool = pages * kv::kPageTokens * hkv * hd;
+  const std::vector<float> k_pool = RandBf16(rng, pool), v_pool = RandBf16(rng, pool);
+  std::vector<int32_t> row_tokens{0}, row_start, token_blocks;
+  for (const Row& r : rows) {
+    row_tokens.push_back(row_tokens.back() + static_cast<int32_t>(r.len));
+    row_start.push_back(static_cast<int32_t>(r.start));
+    for (int64_t p = r.start; p < r.start + r.len; ++p) {
+      token_blocks.push_back(p >= r.image_begin && p < r.image_end ? 0 : -1);
+    }
+  }
+  const int64_t tokens = row_tokens.back();
+  const std::vector<float> q = RandBf16(rng, tokens * hq * hd);
+
+  // The reference and the bf16 flow, row by row.
+  std::vector<float> ref(q.size()), flow(q.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const Row& row = rows[r];
+    const int64_t t0 = row_tokens[r];
+    PagedAttentionRefArgs pa;
+    pa.q = q.data() + t0 * hq * hd;
+    pa.k_pool = k_pool.data();
+    pa.v_pool = v_pool.data();
+    pa.block_table = tables.data() + r * stride;
+    pa.q_blocks = token_blocks.data() + t0;
+    pa.o = ref.data() + t0 * hq * hd;
+    pa.q_start = row.start;
+    pa.sq = row.len;
+    pa.hq = hq;
+    pa.hkv = hkv;
+    pa.hd = hd;
+    pa.scale = scale;
+    pa.sliding = sliding;
+    pa.window = window;
+    PagedAttentionRef(pa);
+    for (int64_t i = 0; i < row.len; ++i) {
+      const int64_t qpos = row.start + i;
+      for (int64_t h = 0; h < hq; ++h) {
+        std::vector<const float*> ks, vs;
+        for (int64_t k = 0; k < row.start + row.len; ++k) {
+          const int32_t kb = k >= row.start ? token_blocks[t0 + (k - row.start)] : -1;
+          if (!kv::AttendAllowed(qpos, k, token_blocks[t0 + i], kb, sliding, window)) continue;
+          const int64_t off = kv::PoolOffset(tables[r * stride + kv::LogicalPage(k)],
+                                             kv::SlotInPage(k), h / group, 0, hkv, hd);
+          ks.push_back(k_pool.data() + off);
+          vs.push_back(v_pool.data() + off);
+        }
+        Bf16Flow(q.data() + ((t0 + i) * hq + h) * hd, ks, vs, hd, scale,
+                 flow.data() + ((t0 + i) * hq + h) * hd);
+      }
+    }
+  }
+
+  DeviceBuffer<__nv_bfloat16> dq(ToBf16(q)), dk(ToBf16(k_pool)), dv(ToBf16(v_pool)),
+      dout(q.size());
+  DeviceBuffer<int32_t> drt(row_tokens), drs(row_start), dtab(tables), dblk(token_blocks);
+  gpu::PagedAttentionArgs a;
+  a.q = dq.get();
+  a.k_pool = dk.get();
+  a.v_pool = dv.get();
+  a.o = dout.get();
+  a.row_tokens = drt.get();
+  a.row_start = drs.get();
+  a.block_tables = dtab.get();
+  a.token_blocks = dblk.get();
+  a.table_stride = stride;
+  a.rows = static_cast<int64_t>(rows.size());
+  a.tokens = tokens;
+  a.hq = hq;
+  a.hkv = hkv;
+  a.hd = hd;
+  a.scale = scale;
+  a.sliding = sliding;
+  a.window = window;
+  ASSERT_TRUE(gpu::PagedAttention(a, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ExpectWithinTwiceBf16Flow("paged hkv=" + std::to_string(hkv) + " group=" +
+                                std::to_string(group) + " hd=" + std::to_string(hd) +
+                                (sliding ? " sliding" : " full"),
+                            FromBf16(dout.ToHost()), ref, flow);
+}
+
+TEST(CudaAttentionTest, PagedMatchesReferenceOverRowsMasksAndHeads) {
+  SKIP_WITHOUT_GPU();
+  for (bool sliding : {false, true}) {
+    RunPaged(4, 2, 256, sliding);  // Gemma 3 4B: 8 query heads over 4
+    RunPaged(1, 8, 72, sliding);
+    RunPaged(2, 1, 16, sliding);
+    RunPaged(2, 4, 40, sliding);
+  }
+}
+
+TEST(CudaAttentionTest, DenseMatchesReferenceOverImageSizes) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t n : {1, 7, 255, 256, 4096, 4097}) {
+    const int64_t images = n > 1000 ? 1 : 2, heads = n > 1000 ? 2 : 16, hd = 72;
+    const float scale = 1.f / std::sqrt(float(hd));
+    testing::Rng rng(static_cast<uint32_t>(n));
+    const int64_t count = images * n * heads * hd;
+    const std::vector<float> q = RandBf16(rng, count), k = RandBf16(rng, count),
+                             v = RandBf16(rng, count);
+    std::vector<float> ref(count), flow(count);
+    for (int64_t img = 0; img < images; ++img) {
+      AttentionRefArgs ra;
+      const int64_t off = img * n * heads * hd;
+      ra.q = q.data() + off;
+      ra.k = k.data() + off;
+      ra.v = v.data() + off;
+      ra.o = ref.data() + off;
+      ra.sq = ra.sk = n;
+      ra.hq = ra.hkv = heads;
+      ra.hd = hd;
+      ra.scale = scale;
+      AttentionRef(ra);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t h = 0; h < heads; ++h) {
+          std::vector<const float*> ks, vs;
+          for (int64_t j = 0; j < n; ++j) {
+            ks.push_back(k.data() + off + (j * heads + h) * hd);
+            vs.push_back(v.data() + off + (j * heads + h) * hd);
+          }
+          Bf16Flow(q.data() + off + (i * heads + h) * hd, ks, vs, hd, scale,
+                   flow.data() + off + (i * heads + h) * hd);
+        }
+      }
+    }
+    DeviceBuffer<__nv_bfloat16> dq(ToBf16(q)), dk(ToBf16(k)), dv(ToBf16(v)), dout(count);
+    gpu::DenseAttentionArgs a;
+    a.q = dq.get();
+    a.k = dk.get();
+    a.v = dv.get();
+    a.o = dout.get();
+    a.images = images;
+    a.n = n;
+    a.heads = heads;
+    a.hd = hd;
+    a.scale = scale;
+    ASSERT_TRUE(gpu::DenseAttention(a, nullptr).ok());
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    ExpectWithinTwiceBf16Flow("dense n=" + std::to_string(n), FromBf16(dout.ToHost()), ref, flow);
+  }
+}
+
+// Argument checks run before any launch (also without a device).
+TEST(CudaAttentionTest, BadArgumentsAreInvalidArgument) {
+  gpu::PagedAttentionArgs p;
+  EXPECT_EQ(gpu::PagedAttention(p, nullptr).code(), StatusCode::kInvalidArgument);
+  gpu::DenseAttentionArgs d;
+  __nv_bfloat16* fake = reinterpret_cast<__nv_bfloat16*>(16);
+  d.q = d.k = d.v = fake;
+  d.o = fake;
+  d.images = 1;
+  d.n = 4;
+  d.heads = 2;
+  d.hd = 258;
+  const Status s = gpu::DenseAttention(d, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("head_dim must be even and at most 256"), std::string::npos);
+  d.hd = 71;
+  EXPECT_EQ(gpu::DenseAttention(d, nullptr).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vlmserve
