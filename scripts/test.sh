@@ -50,6 +50,8 @@ print_summary() {
 # LSan needs ptrace-free leak detection; abort on the first UBSan report (-fno-sanitize-recover).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# Third-party leaks only (each explained in the file).
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan_suppressions.txt:print_suppressions=0}"
 
 stage bootstrap scripts/bootstrap.sh --build-dir build-asan --type Debug --sanitize
 stage ctest ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 600

@@ -815,7 +815,10 @@ TEST(ServerTransportTest, StreamsPerConnectionAreCapped) {
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 5);
-  EXPECT_LE(max_queued, 1u) << "more than 2 calls were in the server from one connection";
+  // Two streams: one running, one waiting. For a moment a finished call's successor can arrive
+  // before the engine admits the waiting one (both then wait), so at most 2 wait — without the
+  // cap, 4 of the 5 calls would.
+  EXPECT_LE(max_queued, 2u) << "more than 2 calls were in the server from one connection";
 }
 
 // A request whose deadline passes while it waits never starts; the log and the status say
