@@ -44,7 +44,7 @@ PACKAGES=(
   libssl-dev openssl  # TLS material checks and API-key digests; openssl makes the tests' certificates
   libgtest-dev googletest libbenchmark-dev
   clang libclang-rt-dev
-  python3 python3-grpcio grpc-proto python3-venv  # venv: deploy/check.sh's linters from PyPI
+  python3 python3-grpcio python3-pil grpc-proto python3-venv  # pil: the demo game; venv: deploy/check.sh's linters
   prometheus  # promtool, which checks the metrics endpoint's exposition in the tests
 )
 

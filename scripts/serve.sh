@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# serve.sh — install what is missing, build, and start the server on its built-in model.
+# serve.sh — install what is missing, build, and start the server on its built-in model (the demo
+# model, trained on the game of examples/agent/; scripts/demo.sh plays it).
 # Arguments are passed to build/bin/vlmserve (see `build/bin/vlmserve --help`), e.g.
 #   scripts/serve.sh --port 50051 --model /models/gemma-3-4b-it
 #

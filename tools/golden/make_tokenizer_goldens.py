@@ -267,13 +267,23 @@ def make(tok, texts_by_cat, added, path, seed):
     print(path, counts)
 
 
-def train_tiny(corpus):
-    """A tiny BPE in Gemma 3's exact tokenizer.json format (see the module docstring)."""
+def train_tiny(corpus, vocab_size=900, limit_alphabet=120, isolate=(), words=False):
+    """A tiny BPE in Gemma 3's exact tokenizer.json format (see the module docstring).
+
+    Options for tools/demo/train.py, applied while training only (the tokenizer.json keeps Gemma's
+    pre-tokenizer, and since no learned merge crosses these cuts, it tokenizes the same):
+    `isolate`: characters no merge may contain ('"', so that JSON cut at the grammar's forced
+    boundaries tokenizes as the whole text does); `words`: no merge spans a space (Gemma's Split on
+    " " sees "\u2581" after the normaliser, so by itself it lets merges cross words)."""
     trainer_tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     trainer_tok.normalizer = normalizers.Replace(" ", "\u2581")
-    trainer_tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    splits = [pre_tokenizers.Split(" ", "merged_with_previous")]
+    if words:
+        splits.append(pre_tokenizers.Split("\u2581", "merged_with_previous"))
+    splits += [pre_tokenizers.Split(c, "isolated") for c in isolate]
+    trainer_tok.pre_tokenizer = splits[0] if len(splits) == 1 else pre_tokenizers.Sequence(splits)
     trainer_tok.train_from_iterator(
-        corpus, BpeTrainer(vocab_size=900, limit_alphabet=120, show_progress=False))
+        corpus, BpeTrainer(vocab_size=vocab_size, limit_alphabet=limit_alphabet, show_progress=False))
     trained = json.loads(trainer_tok.to_str())
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     vocab = specials + [f"<0x{b:02X}>" for b in range(256)]
