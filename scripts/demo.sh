@@ -52,6 +52,16 @@ if [[ -z $SERVER ]]; then
   done
   [[ -s $TMP/port ]] || { echo "demo.sh: the server did not start in 60 s" >&2; exit 1; }
   SERVER="127.0.0.1:$(cat "$TMP/port")"
+  # The port is bound before the model is loaded: wait for health SERVING (the agent also retries
+  # UNAVAILABLE, as any client should).
+  CLIENT="$(dirname "$BIN")/vlmserve-client"
+  if [[ -x $CLIENT ]]; then
+    for _ in $(seq 1 600); do
+      "$CLIENT" health --server "$SERVER" >/dev/null 2>&1 && break
+      kill -0 "$PID" 2>/dev/null || { echo "demo.sh: the server exited:" >&2; cat "$TMP/server.log" >&2; exit 1; }
+      sleep 0.1
+    done
+  fi
   echo "demo.sh: started $BIN on $SERVER (log: server.log, removed at exit)" >&2
 fi
 

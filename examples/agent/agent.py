@@ -56,15 +56,28 @@ class Agent:
 
     def act(self, frames, session):
         """The server's action for the last four frames: (action dict or None, latency in ms)."""
+        import grpc
         req = self.pb.PredictRequest(prompt=game.INSTRUCTION.encode(), session_id=session)
         for f in frames:
             img = req.frames.add()
             img.raw.width, img.raw.height, img.raw.rgb = f.width, f.height, f.tobytes()
-        t = time.perf_counter()
-        result = None
-        for msg in self.stub.Predict(req, timeout=self.timeout_s, metadata=self.metadata):
-            if msg.HasField("result"):
-                result = msg.result
+        # UNAVAILABLE (the model is still loading) and RESOURCE_EXHAUSTED (the queue is full) are
+        # worth retrying; the server suggests how long to wait in the retry-after-ms trailer.
+        retry_until = time.monotonic() + 60
+        while True:
+            t = time.perf_counter()
+            result = None
+            try:
+                for msg in self.stub.Predict(req, timeout=self.timeout_s, metadata=self.metadata):
+                    if msg.HasField("result"):
+                        result = msg.result
+                break
+            except grpc.RpcError as e:
+                retryable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                if e.code() not in retryable or time.monotonic() > retry_until:
+                    raise
+                hint = dict(e.trailing_metadata() or ()).get("retry-after-ms", "200")
+                time.sleep(min(2.0, max(0.05, int(hint) / 1000 if str(hint).isdigit() else 0.2)))
         ms = (time.perf_counter() - t) * 1000
         try:
             action = json.loads(result.text)
