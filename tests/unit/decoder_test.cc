@@ -23,6 +23,7 @@
 #include "model/reference/cpu_runner.h"
 #include "model/text/prompt.h"
 #include "model/weights/safetensors.h"
+#include "tests/support/golden_tensor.h"
 #include "tests/kernels/test_rng.h"
 #include "tests/support/step_driver.h"
 #include "tests/test_paths.h"
@@ -36,17 +37,6 @@ using vlmserve::testing::FixturePath;
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::vector<float> Tensor(const SafetensorsFile& f, const std::string& name) {
-  for (const TensorEntry& t : f.header().tensors) {
-    if (t.name != name) continue;
-    std::vector<float> out(t.numel());
-    std::memcpy(out.data(), f.Data(t).data(), t.nbytes());
-    return out;
-  }
-  ADD_FAILURE() << "no tensor " << name;
-  return {};
 }
 
 struct Case {
@@ -97,7 +87,7 @@ std::unique_ptr<Case> LoadCase(const std::string& name) {
   c->prompt = std::move(prompt).value();
   auto g = SafetensorsFile::Open(c->dir + "/goldens.safetensors");
   EXPECT_TRUE(g.ok());
-  c->pixels = Tensor(**g, "pixel_values");
+  c->pixels = testing::GoldenTensor(**g, "pixel_values");
   return c;
 }
 
@@ -144,7 +134,7 @@ TEST_P(DecoderGoldenTest, PromptPixelsLogitsAndGreedyTokensMatchTransformers) {
   EXPECT_EQ(std::memcmp(logits->data(), logits7->data(), logits->size() * 4), 0)
       << "chunked prefill differs from one-step prefill";
   auto g = SafetensorsFile::Open(c->dir + "/goldens.safetensors");
-  const std::vector<float> want = Tensor(**g, "prompt_logits");
+  const std::vector<float> want = testing::GoldenTensor(**g, "prompt_logits");
   const std::vector<float>& got = *logits;
   ASSERT_EQ(got.size(), want.size());
   double max_ref = 0, max_err = 0;

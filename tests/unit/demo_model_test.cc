@@ -22,6 +22,7 @@
 #include "model/processor.h"
 #include "model/reference/cpu_runner.h"
 #include "model/weights/safetensors.h"
+#include "tests/support/golden_tensor.h"
 #include "tests/support/step_driver.h"
 #include "tests/test_paths.h"
 
@@ -39,17 +40,6 @@ std::string ReadAll(const std::string& path) {
 
 std::string ModelPath() { return testing::SourceDir() + "/models/demo"; }
 std::string GoldenDir() { return testing::FixturePath("demo"); }
-
-std::vector<float> Tensor(const SafetensorsFile& f, const std::string& name) {
-  for (const TensorEntry& t : f.header().tensors) {
-    if (t.name != name) continue;
-    std::vector<float> out(t.numel());
-    std::memcpy(out.data(), f.Data(t).data(), t.nbytes());
-    return out;
-  }
-  ADD_FAILURE() << "no tensor " << name;
-  return {};
-}
 
 ImageInput Frames(const json& c) {
   ImageInput in;
@@ -71,8 +61,8 @@ TEST(DemoModelTest, ProcessorLogitsAndGreedyTokensMatchTransformers) {
   ASSERT_TRUE(processor.ok()) << processor.status().ToString();
   auto g = SafetensorsFile::Open(GoldenDir() + "/goldens.safetensors");
   ASSERT_TRUE(g.ok());
-  const std::vector<float> pixels = Tensor(**g, "pixel_values");
-  const std::vector<float> last = Tensor(**g, "last_logits");
+  const std::vector<float> pixels = testing::GoldenTensor(**g, "pixel_values");
+  const std::vector<float> last = testing::GoldenTensor(**g, "last_logits");
   const size_t n_cases = golden["cases"].size();
   ASSERT_GE(n_cases, 10u);
   const size_t image_floats = pixels.size() / n_cases;

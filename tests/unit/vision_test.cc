@@ -13,26 +13,13 @@
 #include "model/weights/checkpoint.h"
 #include "model/weights/config_json.h"
 #include "model/weights/safetensors.h"
+#include "tests/support/golden_tensor.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
 namespace {
 
 using vlmserve::testing::FixturePath;
-
-std::vector<float> Tensor(const SafetensorsFile& f, const std::string& name,
-                          std::vector<int64_t>* shape) {
-  for (const TensorEntry& t : f.header().tensors) {
-    if (t.name != name) continue;
-    EXPECT_EQ(t.dtype, DType::kF32);
-    *shape = t.shape;
-    std::vector<float> out(t.numel());
-    std::memcpy(out.data(), f.Data(t).data(), t.nbytes());
-    return out;
-  }
-  ADD_FAILURE() << "no tensor " << name;
-  return {};
-}
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want,
                  const std::string& what) {
@@ -67,9 +54,9 @@ TEST_P(VisionGoldenTest, MatchesTransformers) {
   auto golden = SafetensorsFile::Open(dir + "/goldens.safetensors");
   ASSERT_TRUE(golden.ok()) << golden.status().ToString();
   std::vector<int64_t> px_shape, v_shape, p_shape;
-  const auto pixels = Tensor(**golden, "pixel_values", &px_shape);
-  const auto want_vision = Tensor(**golden, "vision_output", &v_shape);
-  const auto want_proj = Tensor(**golden, "projector_output", &p_shape);
+  const auto pixels = testing::GoldenTensor(**golden, "pixel_values", &px_shape);
+  const auto want_vision = testing::GoldenTensor(**golden, "vision_output", &v_shape);
+  const auto want_proj = testing::GoldenTensor(**golden, "projector_output", &p_shape);
   const int64_t n = px_shape[0];
 
   const auto t0 = std::chrono::steady_clock::now();
