@@ -64,7 +64,7 @@ struct ServeEngine::Seq {
 StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& model_dir,
                                                          const std::string& device,
                                                          EngineOptions options) {
-  ASSIGN_OR_RETURN(ModelDir loaded, ModelDir::Load(model_dir));
+  ASSIGN_OR_RETURN(ModelDir loaded, ModelDir::Load(model_dir, options.adapter_dir));
   auto model = std::make_unique<ModelDir>(std::move(loaded));
   RunnerOptions ro;
   ro.kv_cache_tokens = options.kv_cache_tokens;
@@ -109,6 +109,7 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
   info_.mm_tokens_per_image = c.has_vision ? c.mm_tokens_per_image : 0;
   info_.vocab_size = c.text.vocab_size;
   info_.max_context_tokens = max_context_;
+  info_.adapter = model_->adapter;
 
   // The budget must hold every decode row plus one whole image (or a prefill makes no progress).
   const KvPoolSizes pools = runner_->kv_pages();

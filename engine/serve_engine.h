@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -35,6 +36,7 @@
 #include "engine/scheduler.h"
 #include "engine/worker_pool.h"
 #include "kernels/cpu/sample.h"
+#include "model/weights/lora_adapter.h"
 #include "model/model_dir.h"
 #include "model/model_runner.h"
 #include "model/processor.h"
@@ -42,6 +44,9 @@
 namespace vlmserve {
 
 struct EngineOptions {
+  // A PEFT LoRA adapter directory merged into the weights at load (model/weights/lora_adapter.h);
+  // empty = none.
+  std::string adapter_dir;
   ImageLimits image_limits;
   PromptLimits prompt_limits;
   size_t max_queue = 64;  // requests accepted but not yet running; more is RESOURCE_EXHAUSTED
@@ -110,6 +115,7 @@ struct EngineModelInfo {
   bool has_vision = false;
   int64_t image_size = 0, mm_tokens_per_image = 0, vocab_size = 0;
   int64_t max_context_tokens = 0;
+  std::optional<LoraAdapterInfo> adapter;  // the merged LoRA adapter, if any
 };
 
 // How long a refused client should wait before retrying: the work ahead of it (queued + running

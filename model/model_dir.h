@@ -5,6 +5,7 @@
 // image soft token (its rows are overwritten, spec §3.6); for multimodal models its
 // <start_of_image>, <end_of_image> and <image_soft_token> must be the config's boi/eoi/image ids.
 // Stop ids come from generation_config.json's eos_token_id, else config.json's (spec §8).
+// With an adapter, the weights are base + LoRA, merged at load (--adapter).
 #pragma once
 
 #include <memory>
@@ -16,6 +17,7 @@
 #include "model/text/tokenizer.h"
 #include "model/weights/checkpoint.h"
 #include "model/weights/config.h"
+#include "model/weights/lora_adapter.h"
 
 namespace vlmserve {
 
@@ -32,8 +34,11 @@ struct ModelDir {
   std::unique_ptr<Checkpoint> checkpoint;
   std::unique_ptr<Tokenizer> tokenizer;
   GenerationDefaults generation;
+  std::optional<LoraAdapterInfo> adapter;  // a PEFT LoRA adapter merged into `checkpoint`
 
-  static StatusOr<ModelDir> Load(const std::string& dir);
+  // `adapter_dir` (optional): a PEFT LoRA adapter directory, validated against the base and merged
+  // into the checkpoint's weights before any runner sees them (lora_adapter.h).
+  static StatusOr<ModelDir> Load(const std::string& dir, const std::string& adapter_dir = "");
 };
 
 }  // namespace vlmserve

@@ -44,6 +44,7 @@ runs_for() {
     tokenizer_json) echo 20000 ;;  # ≈ 830 inputs/s under ASan: every input is a whole file
     tokenizer) echo 50000 ;;       # ≈ 2,500 inputs/s
     action_schema) echo 50000 ;;   # a compiled schema is walked and masked: slower inputs
+    lora_config) echo 50000 ;;     # regexes from the input are compiled and run
     *) echo 200000 ;;              # 12,000-100,000 inputs/s
   esac
 }

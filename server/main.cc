@@ -35,6 +35,10 @@ int Run(int argc, char** argv) {
   app.add_option("--model", o.model_dir,
                  "Model directory (config.json, safetensors weights, tokenizer.json); "
                  "default: the built-in model next to the executable");
+  app.add_option("--adapter", o.adapter_dir,
+                 "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors) "
+                 "merged into the model's weights at load: W + scale*B*A in fp32. A QLoRA "
+                 "adapter is merged into the unquantized base");
   app.add_option("--device", o.device,
                  "auto | cpu | cuda (auto picks the CPU reference runner for now)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));

@@ -7,7 +7,8 @@ namespace vlmserve {
 
 std::string DescribeOptions(const ServerOptions& o) {
   std::ostringstream s;
-  s << "model=" << (o.model_dir.empty() ? "<built-in>" : o.model_dir) << " device=" << o.device
+  s << "model=" << (o.model_dir.empty() ? "<built-in>" : o.model_dir)
+    << " adapter=" << (o.adapter_dir.empty() ? "none" : o.adapter_dir) << " device=" << o.device
     << " listen=" << o.listen << ":" << o.port << " reflection=" << (o.reflection ? "on" : "off")
     << " metrics_port="
     << (o.metrics_port < 0 ? std::string("off") : std::to_string(o.metrics_port))
@@ -56,6 +57,7 @@ std::string DescribeOptions(const ServerOptions& o) {
 
 EngineOptions EngineOptionsFor(const ServerOptions& o) {
   EngineOptions eo;
+  eo.adapter_dir = o.adapter_dir;
   eo.image_limits = o.image;
   eo.prompt_limits.max_text_bytes = o.max_prompt_bytes + o.max_system_prompt_bytes;
   eo.max_queue = o.max_queue;

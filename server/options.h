@@ -14,6 +14,7 @@ namespace vlmserve {
 struct ServerOptions {
   // Where and what.
   std::string model_dir;        // empty: the built-in model next to the executable
+  std::string adapter_dir;      // a PEFT LoRA adapter merged at load; empty = none
   std::string device = "auto";  // auto | cpu | cuda
   std::string listen = "127.0.0.1";
   int port = 50051;       // 0: a free port, logged (and written to port_file)

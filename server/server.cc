@@ -200,6 +200,19 @@ Status VlmServer::LoadModel() {
       "model loaded in {:.0f} ms (runner: {})",
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
       (*engine)->info().device);
+  if (const auto& a = (*engine)->info().adapter) {
+    std::string kinds;
+    for (const std::string& k : a->targeted) kinds += (kinds.empty() ? "" : ",") + k;
+    spdlog::info(
+        "LoRA adapter {} merged: {} naming, rank {} (modules {}..{}), alpha {}{}, {} language + "
+        "{} vision modules ({}), {} LoRA parameters{}",
+        a->path, a->naming, a->rank, a->min_rank, a->max_rank, a->alpha,
+        a->rslora ? " (rsLoRA)" : "", a->language_modules, a->vision_modules,
+        kinds, a->lora_parameters,
+        a->saved_tensors.empty()
+            ? std::string()
+            : ", " + std::to_string(a->saved_tensors.size()) + " tensors from modules_to_save");
+  }
   return Serve(std::move(engine));
 }
 
@@ -249,6 +262,16 @@ Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
   // The directory's name only: where it is on the server's disk is nobody else's business (the
   // start-up log says where it was loaded from).
   info.set_model_path(m.model_name);
+  if (m.adapter) {
+    v1::LoraAdapter* a = info.mutable_adapter();
+    a->set_name(m.adapter->name);
+    a->set_rank(static_cast<uint32_t>(m.adapter->rank));
+    a->set_alpha(m.adapter->alpha);
+    a->set_rslora(m.adapter->rslora);
+    for (const std::string& t : m.adapter->targeted) a->add_target_modules(t);
+    a->set_parameters(m.adapter->lora_parameters);
+    a->set_base_model(m.adapter->base_model);
+  }
   serving->facts = {m.has_vision, m.vocab_size};
   serving->engine->Start();
   {

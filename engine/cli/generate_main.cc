@@ -69,6 +69,9 @@ int Run(int argc, char** argv) {
   std::vector<std::string> allowed_buttons;
   app.add_option("--model", model, "Model directory: config.json, weights, tokenizer.json")
       ->required();
+  std::string adapter;
+  app.add_option("--adapter", adapter,
+                 "PEFT LoRA adapter directory merged into the weights at load (as vlmserve)");
   auto* img = app.add_option("--image", image, "One image (PNG or JPEG), e.g. a pre-composed grid");
   auto* fr =
       app.add_option("--frames", frames, "1 to 4 frames of one size, oldest first")->expected(1, 4);
@@ -107,6 +110,7 @@ int Run(int argc, char** argv) {
   EngineOptions eo;
   eo.max_context_tokens = 0;  // the model's own limit
   eo.jump_forward = !no_jump_forward;
+  eo.adapter_dir = adapter;
   auto engine = ServeEngine::Load(model, device, eo);
   if (!engine.ok()) return Fail(engine.status());
   const double load_ms = MsSince(t_load);

@@ -5,6 +5,8 @@
 //
 //   vlmserve-inspect MODEL_DIR                 config.json + model.safetensors[.index.json]
 //   vlmserve-inspect --config-only FILE        any config JSON, whatever its name
+//   ... --adapter DIR                          also a PEFT LoRA adapter: validated against the
+//                                              base (and merged into its weights, with MODEL_DIR)
 //
 // Exit codes: 0 success, 1 the model/config is invalid or unreadable, 2 bad command line.
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 
 #include "model/weights/checkpoint.h"
 #include "model/weights/config_json.h"
+#include "model/weights/lora_adapter.h"
 #include "model/weights/model_stats.h"
 
 namespace vlmserve {
@@ -69,7 +72,52 @@ struct Report {
   MemoryEstimate memory;
   uint64_t kv_context = 0;
   uint64_t kv_context_bytes = 0;
+  std::optional<LoraAdapterInfo> adapter;
+  bool adapter_merged = false;  // merged into the stored weights (not with --config-only)
 };
+
+ordered_json AdapterJson(const LoraAdapterInfo& a, bool merged) {
+  return {{"name", a.name},
+          {"path", a.path},
+          {"naming", a.naming},
+          {"base_model_name_or_path", a.base_model},
+          {"peft_version", a.peft_version},
+          {"rank", a.rank},
+          {"min_rank", a.min_rank},
+          {"max_rank", a.max_rank},
+          {"alpha", a.alpha},
+          {"rslora", a.rslora},
+          {"target_modules", a.target_modules},
+          {"targeted", a.targeted},
+          {"language_modules", a.language_modules},
+          {"vision_modules", a.vision_modules},
+          {"lora_parameters", a.lora_parameters},
+          {"modules_to_save_tensors", a.saved_tensors},
+          {"modules_to_save_parameters", a.saved_parameters},
+          {"fits_base", true},
+          {"merged", merged}};
+}
+
+void PrintAdapter(const LoraAdapterInfo& a, bool merged) {
+  std::string kinds;
+  for (const std::string& k : a.targeted) kinds += (kinds.empty() ? "" : ", ") + k;
+  std::printf("\nLoRA adapter     %s (%s names%s%s)\n", a.path.c_str(), a.naming.c_str(),
+              a.peft_version.empty() ? "" : ", PEFT ", a.peft_version.c_str());
+  std::printf("  rank %ld", a.rank);
+  if (a.min_rank != a.max_rank) std::printf(" (per module %ld..%ld)", a.min_rank, a.max_rank);
+  std::printf(", alpha %g, scale %s\n", a.alpha, a.rslora ? "alpha/sqrt(r) (rsLoRA)" : "alpha/r");
+  std::printf("  targets        %s -> %ld language + %ld vision modules (%s)\n",
+              a.target_modules.c_str(), a.language_modules, a.vision_modules, kinds.c_str());
+  std::printf("  parameters     %18s added by A and B\n", Grouped(a.lora_parameters).c_str());
+  if (!a.saved_tensors.empty()) {
+    std::printf("  modules_to_save %zu tensor(s), %s parameters replace the base's\n",
+                a.saved_tensors.size(), Grouped(a.saved_parameters).c_str());
+  }
+  std::printf("  fits this base  yes: every targeted layer exists with the adapter's shapes%s%s\n",
+              a.base_model.empty() ? "" : "; trained on ", a.base_model.c_str());
+  std::printf("  %s\n", merged ? "merged into the weights above (W + scale*B*A, fp32)"
+                               : "validated against the config only (--config-only)");
+}
 
 std::vector<int64_t> GlobalLayers(const Gemma3TextConfig& t) {
   std::vector<int64_t> out;
@@ -142,6 +190,7 @@ ordered_json ToJson(const Report& r) {
   } else {
     j["weights"] = nullptr;
   }
+  j["adapter"] = r.adapter ? AdapterJson(*r.adapter, r.adapter_merged) : ordered_json(nullptr);
   j["lm_head_parameters"] = r.params.lm_head;
   j["total_parameters"] = r.params.total;
   j["memory"] = {{"weights_bf16_bytes", r.memory.weights_bf16_bytes},
@@ -220,6 +269,7 @@ void PrintText(const Report& r) {
               Grouped(r.memory.kv_bytes_per_token_per_layer).c_str(), t.num_hidden_layers);
   std::printf("  at %-8s     %18s bytes  (sliding layers keep at most %ld tokens)\n",
               Grouped(r.kv_context).c_str(), Grouped(r.kv_context_bytes).c_str(), t.sliding_window);
+  if (r.adapter) PrintAdapter(*r.adapter, r.adapter_merged);
 }
 
 int Run(int argc, char** argv) {
@@ -227,12 +277,15 @@ int Run(int argc, char** argv) {
       "vlmserve-inspect: describe a Gemma 3 model from its config.json: components and their "
       "dimensions, parameters per component and in total, weight memory in bf16 and fp8, and "
       "KV-cache bytes per token. The counts equal transformers' for the same config."};
-  std::string model_dir, config_file;
+  std::string model_dir, config_file, adapter_dir;
   bool as_json = false;
   uint64_t context = 4096;
   app.add_option("MODEL_DIR", model_dir, "Checkpoint directory (reads MODEL_DIR/config.json)");
   auto* cfg_opt = app.add_option("--config-only", config_file,
                                  "Read this config JSON file instead of a checkpoint directory");
+  app.add_option("--adapter", adapter_dir,
+                 "A PEFT LoRA adapter directory: report its rank, alpha, targets and parameters, "
+                 "validated against the base (and merged into MODEL_DIR's weights)");
   app.add_flag("--json", as_json, "Print one JSON object instead of the text report");
   app.add_option("--context", context, "Context length for the KV-cache example (tokens)")
       ->default_val(4096)
@@ -272,6 +325,23 @@ int Run(int argc, char** argv) {
     }
     r.weights = StoredWeights{(*ck)->files(), (*ck)->DTypeSummary(), (*ck)->naming(),
                               (*ck)->total_bytes(), (*ck)->CountStoredParameters()};
+    if (!adapter_dir.empty()) {
+      auto adapter = LoraAdapter::Load(adapter_dir, r.config);
+      Status merged = adapter.ok() ? (*adapter)->MergeInto(**ck) : adapter.status();
+      if (!merged.ok()) {
+        std::fprintf(stderr, "vlmserve-inspect: error: %s\n", merged.ToString().c_str());
+        return 1;
+      }
+      r.adapter = (*adapter)->info();
+      r.adapter_merged = true;
+    }
+  } else if (!adapter_dir.empty()) {
+    auto adapter = LoraAdapter::Load(adapter_dir, r.config);
+    if (!adapter.ok()) {
+      std::fprintf(stderr, "vlmserve-inspect: error: %s\n", adapter.status().ToString().c_str());
+      return 1;
+    }
+    r.adapter = (*adapter)->info();
   }
   auto params = CountParameters(r.config);
   auto memory = params.ok() ? EstimateMemory(r.config) : StatusOr<MemoryEstimate>(params.status());

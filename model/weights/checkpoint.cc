@@ -302,4 +302,19 @@ std::string Checkpoint::DTypeSummary() const {
   return s;
 }
 
+Status Checkpoint::ReplaceWithFloat(const std::string& internal_name, std::vector<float> values) {
+  auto it = index_.find(internal_name);
+  if (it == index_.end()) return InternalError("checkpoint has no " + internal_name + " to replace");
+  Weight& w = weights_[it->second];
+  if (values.size() != w.numel()) {
+    return InternalError("replacing " + internal_name + ": " + std::to_string(values.size()) +
+                         " values for " + std::to_string(w.numel()) + " elements");
+  }
+  owned_.push_back(std::make_unique<std::vector<float>>(std::move(values)));
+  const std::vector<float>& v = *owned_.back();
+  w.dtype = DType::kF32;
+  w.data = {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
+  return Status::Ok();
+}
+
 }  // namespace vlmserve

@@ -47,6 +47,26 @@ TEST(GenerateCliTest, ReproducesTransformersGreedyGeneration) {
   EXPECT_NE(text.out.find("[111 prompt tokens, 5 image(s);"), std::string::npos) << text.out;
 }
 
+// --adapter: base + PEFT LoRA adapter, merged at load, gives PeftModel.merge_and_unload()'s greedy
+// tokens (tools/golden/make_lora_goldens.py on this base's golden prompt).
+TEST(GenerateCliTest, WithALoraAdapterReproducesPeftsMergedModel) {
+  const std::string dir = vlmserve::testing::FixturePath("decoder/gqa4_pan_scan_runtime_names");
+  for (const char* name : {"vision_language_regex_era452", "layers_save_projector_era450"}) {
+    const std::string adapter = vlmserve::testing::FixturePath(std::string("lora/") + name);
+    std::ifstream in(adapter + "/goldens.json");
+    const json g = json::parse(in);
+    Result r = RunGenerate("--model " + dir + " --adapter " + adapter + " --image " + dir +
+                           "/image0.png --prompt \"Read the wide banner.\" "
+                           "--pan-and-scan --max-new-tokens 16 --json --output-mode text");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(json::parse(r.out)["tokens"], g["greedy_tokens"]) << name;
+  }
+  Result missing = RunGenerate("--model " + dir + " --adapter /nonexistent --prompt hi");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find("--adapter /nonexistent: no such directory"), std::string::npos)
+      << missing.out;
+}
+
 // The default output is one action of the default schema; a narrowed button set and a custom
 // schema from a file are honoured; a bad schema file is an error naming the keyword.
 TEST(GenerateCliTest, ActionModeIsTheDefault) {

@@ -123,5 +123,49 @@ TEST(InspectCliTest, UsageErrorsExit2AndHelpExits0) {
   EXPECT_NE(help.out.find("--config-only"), std::string::npos);
 }
 
+// --adapter: the LoRA adapter's rank, alpha, targets and parameters, validated against the base
+// and merged; with --config-only validated against the config alone. A corrupt adapter exits 1
+// with one error line naming the file and the reason.
+TEST(InspectCliTest, LoraAdapterReport) {
+  const std::string base = FixturePath("decoder/gqa2_two_images");
+  const std::string adapter = FixturePath("lora/all_linear_patterns_rslora");
+  Result r = RunInspect("--json " + base + " --adapter " + adapter);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out)["adapter"];
+  EXPECT_EQ(j["name"], "all_linear_patterns_rslora");
+  EXPECT_EQ(j["naming"], "transformers 5.x");
+  EXPECT_EQ(j["rank"], 8);
+  EXPECT_EQ(j["min_rank"], 2);
+  EXPECT_EQ(j["alpha"], 8.0);
+  EXPECT_EQ(j["rslora"], true);
+  EXPECT_EQ(j["language_modules"], 28);
+  EXPECT_EQ(j["vision_modules"], 6);
+  EXPECT_EQ(j["merged"], true);
+  // Σ r·(in + out): decoder (D 48, q 64, kv 32, MLP 96) per layer: q/k/v/o/gate/up at r 8, down
+  // at r 4 (rank_pattern); vision (d 32, MLP 48): q/k/v/out/fc2 at r 8, fc1 at r 2.
+  const int lm = 8 * ((48 + 64) + 2 * (48 + 32) + (64 + 48) + 2 * (48 + 96)) + 4 * (96 + 48);
+  const int vision = 8 * (4 * (32 + 32) + (48 + 32)) + 2 * (32 + 48);
+  EXPECT_EQ(j["lora_parameters"], 4 * lm + vision);
+
+  Result text = RunInspect(base + " --adapter " + adapter);
+  ASSERT_EQ(text.exit_code, 0) << text.out;
+  EXPECT_NE(text.out.find("LoRA adapter"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("rank 8 (per module 2..8), alpha 8, scale alpha/sqrt(r) (rsLoRA)"),
+            std::string::npos)
+      << text.out;
+
+  Result config_only =
+      RunInspect("--json --config-only " + base + "/config.json --adapter " + adapter);
+  ASSERT_EQ(config_only.exit_code, 0) << config_only.out;
+  EXPECT_EQ(nlohmann::json::parse(config_only.out)["adapter"]["merged"], false);
+
+  // An adapter for another base: the 3-layer model's adapter on the 4-layer one.
+  Result wrong = RunInspect(base + " --adapter " + FixturePath("lora/vision_language_regex_era452"));
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.out;
+  EXPECT_NE(wrong.out.find("adapter_model.safetensors"), std::string::npos) << wrong.out;
+  EXPECT_NE(wrong.out.find("vlmserve-inspect: error: INVALID_ARGUMENT"), std::string::npos)
+      << wrong.out;
+}
+
 }  // namespace
 }  // namespace vlmserve

@@ -169,6 +169,49 @@ TEST(ServerTest, ModelInfo) {
   EXPECT_EQ(info.model_path(), "pool16_six_layers");
 }
 
+// --adapter: GetModelInfo names the merged LoRA adapter, and the answers are the adapted model's
+// (the merge itself is checked against PEFT in tests/unit/lora_test.cc).
+TEST(ServerTest, LoraAdapterIsMergedAndReported) {
+  ServerOptions o = TestOptions();
+  o.model_dir = FixturePath("decoder/gqa2_two_images");
+  Running base = StartServer(o);
+  o.adapter_dir = FixturePath("lora/attention_r8_era450");
+  Running adapted = StartServer(o);
+  v1::ModelInfo info;
+  ASSERT_TRUE(adapted.client->GetModelInfo(&info).ok());
+  ASSERT_TRUE(info.has_adapter());
+  EXPECT_EQ(info.adapter().name(), "attention_r8_era450");
+  EXPECT_EQ(info.adapter().rank(), 8u);
+  EXPECT_EQ(info.adapter().alpha(), 16.0);
+  EXPECT_FALSE(info.adapter().rslora());
+  EXPECT_EQ(std::vector<std::string>(info.adapter().target_modules().begin(),
+                                     info.adapter().target_modules().end()),
+            (std::vector<std::string>{"k_proj", "o_proj", "q_proj", "v_proj"}));
+  EXPECT_EQ(info.adapter().parameters(), 13824u);
+  v1::ModelInfo base_info;
+  ASSERT_TRUE(base.client->GetModelInfo(&base_info).ok());
+  EXPECT_FALSE(base_info.has_adapter());
+
+  v1::PredictRequest r = ValidRequest();
+  r.mutable_grid()->set_encoded(Fixture("decoder/gqa2_two_images/image0.png"));
+  r.mutable_options()->set_max_new_tokens(12);
+  auto a = adapted.client->Predict(r);
+  auto b = base.client->Predict(r);
+  ASSERT_TRUE(a.status.ok() && b.status.ok()) << a.status.error_message();
+  EXPECT_NE(a.result.text(), b.result.text()) << "the adapter changed nothing";
+}
+
+TEST(ServerTest, ACorruptAdapterFailsTheLoadNamingTheFile) {
+  ServerOptions o = TestOptions();
+  o.model_dir = FixturePath("decoder/gqa2_two_images");
+  o.adapter_dir = FixturePath("lora/no_such_adapter");
+  auto s = VlmServer::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const Status st = (*s)->LoadModel();
+  EXPECT_EQ(st.code(), StatusCode::kNotFound) << st.ToString();
+  EXPECT_NE(st.message().find("no_such_adapter"), std::string::npos) << st.ToString();
+}
+
 // ---- reliability.md G1: the bad-request table ------------------------------------------------
 
 struct Row {

@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/bf16.h"
 #include "model/weights/config_json.h"
+#include "tests/support/safetensors_io.h"
 #include "tests/test_paths.h"
 
 namespace vlmserve {
@@ -113,42 +114,9 @@ INSTANTIATE_TEST_SUITE_P(Transformers, CheckpointFixtureTest,
 
 // ---- corrupt model directories -------------------------------------------------------------
 
-struct RawTensor {
-  std::string name;
-  DType dtype;
-  std::vector<int64_t> shape;
-  std::string bytes;
-};
-
-// Writes a valid safetensors file (what the Python library would write, minus alignment padding).
-void WriteSafetensors(const fs::path& path, const std::vector<RawTensor>& tensors) {
-  json header = json::object();
-  uint64_t offset = 0;
-  std::string data;
-  for (const RawTensor& t : tensors) {
-    header[t.name] = {{"dtype", DTypeName(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
-    data += t.bytes;
-  }
-  const std::string h = header.dump();
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i)
-    out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  std::ofstream(path, std::ios::binary) << out << h << data;
-}
-
-std::vector<RawTensor> ReadAll(const fs::path& path) {
-  auto f = SafetensorsFile::Open(path.string());
-  EXPECT_TRUE(f.ok()) << f.status().ToString();
-  std::vector<RawTensor> out;
-  for (const TensorEntry& t : (*f)->header().tensors) {
-    auto d = (*f)->Data(t);
-    out.push_back({t.name, t.dtype, t.shape, std::string(d.begin(), d.end())});
-  }
-  return out;
-}
+using testing::RawTensor;
+using testing::ReadAll;
+using testing::WriteSafetensors;
 
 class CorruptCheckpointTest : public ::testing::Test {
  protected:

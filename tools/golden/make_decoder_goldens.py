@@ -103,6 +103,30 @@ def randomize(model, seed):
                 p.add_(1.0)
 
 
+def run_greedy(model, input_ids, pixel_values, token_type_ids, steps=16):
+    """Logits at every prompt position, then `steps` greedy tokens with cached decoding and the
+    top-2 logit margin at each step."""
+    with torch.no_grad():
+        out = model(input_ids=input_ids, pixel_values=pixel_values, token_type_ids=token_type_ids,
+                    use_cache=True)
+        prompt_logits = out.logits[0].float().clone()
+        past = out.past_key_values
+        greedy, margins = [], []
+        logits = out.logits[0, -1]
+        pos = input_ids.shape[1]
+        for _ in range(steps):
+            top2 = torch.topk(logits.float(), 2)
+            margins.append(float(top2.values[0] - top2.values[1]))
+            nxt = int(torch.argmax(logits))
+            greedy.append(nxt)
+            step = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True,
+                         cache_position=torch.tensor([pos]))
+            past = step.past_key_values
+            logits = step.logits[0, -1]
+            pos += 1
+    return prompt_logits, greedy, margins
+
+
 def token_ids(tok, s):
     return tok.convert_tokens_to_ids(s)
 
@@ -168,24 +192,7 @@ def main():
         num_crops = proc.image_processor(images, return_tensors="np", do_pan_and_scan=c["pan_and_scan"],
                                          **PAS)["num_crops"].tolist()
 
-        with torch.no_grad():
-            out = model(input_ids=input_ids, pixel_values=pixel_values, token_type_ids=token_type_ids,
-                        use_cache=True)
-            prompt_logits = out.logits[0].float().clone()
-            past = out.past_key_values
-            greedy, margins = [], []
-            logits = out.logits[0, -1]
-            pos = input_ids.shape[1]
-            for _ in range(16):
-                top2 = torch.topk(logits.float(), 2)
-                margins.append(float(top2.values[0] - top2.values[1]))
-                nxt = int(torch.argmax(logits))
-                greedy.append(nxt)
-                step = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True,
-                             cache_position=torch.tensor([pos]))
-                past = step.past_key_values
-                logits = step.logits[0, -1]
-                pos += 1
+        prompt_logits, greedy, margins = run_greedy(model, input_ids, pixel_values, token_type_ids)
         assert min(margins) > 1e-3, f"{name}: greedy margin {min(margins)}; pick another seed"
         tt = token_type_ids[0].tolist()
         runs, i = [], 0
