@@ -1,13 +1,12 @@
 // API keys and per-client limits (see auth.h).
 #include "server/auth.h"
 
+#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
 #include <sstream>
-
-#include <openssl/evp.h>
 
 #include "common/json_util.h"
 
@@ -31,7 +30,7 @@ bool NameChar(char c) {
 }  // namespace
 
 StatusOr<std::shared_ptr<const ApiKeys>> ApiKeys::Load(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return NotFoundError("--api-key-file " + path + " not found");
   if (st.st_mode & 077) {
     return InvalidArgumentError("--api-key-file " + path +
@@ -63,7 +62,8 @@ StatusOr<std::shared_ptr<const ApiKeys>> ApiKeys::Load(const std::string& path) 
                                   "or ':'");
     }
     for (const Key& k : keys->keys_) {
-      if (k.name == name) return InvalidArgumentError(where + ": the name " + name + " is used twice");
+      if (k.name == name)
+        return InvalidArgumentError(where + ": the name " + name + " is used twice");
       if (k.digest == Digest(key)) return InvalidArgumentError(where + ": a key is listed twice");
     }
     keys->keys_.push_back({name, Digest(key)});
@@ -95,14 +95,14 @@ Status ClientLimiter::Acquire(const std::string& client, int64_t* retry_after_ms
   auto [it, fresh] = clients_.try_emplace(client);
   State& s = it->second;
   if (fresh) {
-    s.tokens = limits_.max_rps;
+    s.tokens = Burst();
     s.refilled = now;
     // Forget idle clients so that many peers cannot grow the table without bound.
     if (clients_.size() > 4096) {
       for (auto i = clients_.begin(); i != clients_.end();) {
         const double idle = std::chrono::duration<double>(now - i->second.refilled).count();
         if (i->second.running == 0 && i->first != client &&
-            (limits_.max_rps <= 0 || i->second.tokens + idle * limits_.max_rps >= limits_.max_rps))
+            (limits_.max_rps <= 0 || i->second.tokens + idle * limits_.max_rps >= Burst()))
           i = clients_.erase(i);
         else
           ++i;
@@ -117,7 +117,7 @@ Status ClientLimiter::Acquire(const std::string& client, int64_t* retry_after_ms
   }
   if (limits_.max_rps > 0) {
     const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
-    s.tokens = std::min(limits_.max_rps, s.tokens + elapsed * limits_.max_rps);
+    s.tokens = std::min(Burst(), s.tokens + elapsed * limits_.max_rps);
     s.refilled = now;
     if (s.tokens < 1) {
       *retry_after_ms = static_cast<int64_t>(std::ceil((1 - s.tokens) / limits_.max_rps * 1000));

@@ -60,6 +60,9 @@ class ClientLimiter {
 
  private:
   using Clock = std::chrono::steady_clock;
+  // The bucket holds max_rps calls, and at least one: below 1 call per second (0.5 = one call
+  // every 2 s) a smaller bucket could never pay for a call.
+  double Burst() const { return std::max(1.0, limits_.max_rps); }
   struct State {
     uint32_t running = 0;
     double tokens = 0;

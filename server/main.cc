@@ -204,7 +204,7 @@ int Run(int argc, char** argv) {
       ->group("Security");
   app.add_option("--max-rps-per-client", o.max_rps_per_client,
                  "Predict calls one client may start per second (token bucket, burst of the same "
-                 "size; 0 = no limit)")
+                 "size and at least 1; 0.5 = one call every 2 s; 0 = no limit)")
       ->default_val(0)
       ->check(CLI::Range(0.0, 1e6))
       ->group("Security");

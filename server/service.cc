@@ -3,10 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -195,7 +194,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       state_->reactor = nullptr;
       state_->write_since_ns = 0;
     }
-    if (holds_client_slot_) service_->limiter().Release(client_);
+    ReleaseClientSlot();  // if Finish was never reached
     service_->Unregister(state_.get());
     delete this;
   }
@@ -313,7 +312,16 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     // Only a validated or server-made id ever reaches metadata (gRPC aborts on bad header bytes).
     context_->AddTrailingMetadata("vlmserve-request-id", request_id_);
     Ended(status);
+    // Before the status goes out: a client that sees its call end may start the next one at
+    // once, and must find its --max-concurrent-per-client slot free (OnDone comes later).
+    ReleaseClientSlot();
     Finish(status);
+  }
+
+  void ReleaseClientSlot() {
+    if (!holds_client_slot_) return;
+    holds_client_slot_ = false;
+    service_->limiter().Release(client_);
   }
 
   // Counts the outcome and writes the request's one log line.
@@ -323,9 +331,12 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (service_->options().log_format == "json") {
       // One JSON object per request; nlohmann escapes control bytes, and the message was
       // sanitized (and is escaped again) so the line is always one valid object.
-      nlohmann::json j = {{"event", "predict"},      {"id", request_id_},
-                          {"session", session_id_},   {"key", key_name_},
-                          {"peer", peer_},            {"code", GrpcCodeName(status.error_code())},
+      nlohmann::json j = {{"event", "predict"},
+                          {"id", request_id_},
+                          {"session", session_id_},
+                          {"key", key_name_},
+                          {"peer", peer_},
+                          {"code", GrpcCodeName(status.error_code())},
                           {"ms", ms}};
       if (status.ok() && result_) {
         const ServeTimings& t = result_->timings;
@@ -334,9 +345,9 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         j["tokens"] = result_->tokens.size();
         j["forced_tokens"] = result_->forced_tokens;
         j["finish"] = result_->finish == FinishReason::kStop ? "stop" : "length";
-        j["phases_us"] = {{"queue", t.queue_us},     {"preprocess", t.preprocess_us},
-                          {"vision", t.vision_us},   {"prefill", t.prefill_us},
-                          {"decode", t.decode_us},   {"first_token", t.first_token_us},
+        j["phases_us"] = {{"queue", t.queue_us},   {"preprocess", t.preprocess_us},
+                          {"vision", t.vision_us}, {"prefill", t.prefill_us},
+                          {"decode", t.decode_us}, {"first_token", t.first_token_us},
                           {"total", t.total_us}};
         if (!result_->action.button.empty()) j["button"] = result_->action.button;
       } else {
@@ -376,7 +387,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   std::string client_ids_;  // the client's ids, escaped, when they were refused (for the log)
   // Guarded by state_->mu:
   grpc::ByteBuffer current_;  // the message being written
-  OutputDelta pending_;  // coalesced while a write is outstanding
+  OutputDelta pending_;       // coalesced while a write is outstanding
   std::optional<ServeResult> result_;
   std::optional<Status> error_;
   std::optional<grpc::Status> cancel_reason_;
