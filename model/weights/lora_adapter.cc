@@ -151,6 +151,10 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::Load(const std::string& dir,
     const TensorEntry* b = nullptr;
   };
   std::map<std::string, Pair> pairs;  // module → its A and B
+  // module → "<module>.base_layer.weight": PEFT saves the base weight of a targeted embedding-like
+  // layer (the LM head) with the adapter, in case training resized the vocabulary; loading the
+  // adapter puts it back, so the merge starts from it.
+  std::map<std::string, const TensorEntry*> base_layers;
   const bool text_only = !config.has_vision;
   std::map<std::string, ExpectedTensor> expected;
   for (ExpectedTensor& t : ExpectedTensors(config)) expected.emplace(t.name, std::move(t));
@@ -165,6 +169,10 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::Load(const std::string& dir,
       const std::string module = key.substr(0, key.size() - 14);
       Pair& pr = pairs[module];
       (key[key.size() - 8] == 'A' ? pr.a : pr.b) = &e;
+      continue;
+    }
+    if (EndsWith(key, ".base_layer.weight")) {
+      base_layers[key.substr(0, key.size() - 18)] = &e;
       continue;
     }
     if (key.find("lora_embedding_") != std::string::npos) {
@@ -323,8 +331,19 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::Load(const std::string& dir,
     if (!std::isfinite(scale) || !std::isfinite(static_cast<float>(scale))) {
       return InvalidArgumentError(config_path + ": the scale of " + module + " is not finite");
     }
+    const TensorEntry* base = nullptr;
+    if (auto it = base_layers.find(module); it != base_layers.end()) {
+      base = it->second;
+      if (base->shape != std::vector<int64_t>{l->out, l->in}) {
+        return InvalidArgumentError(
+            file + ": " + kKeyPrefix + module + ".base_layer.weight: shape " +
+            ShapeString(base->shape) + ", the base's " + l->internal + " is " +
+            ShapeString({l->out, l->in}) + " (a resized vocabulary is not supported)");
+      }
+      base_layers.erase(it);
+    }
     a->modules_.push_back(
-        {module, l->internal, pr.a, pr.b, r, l->out, l->in, static_cast<float>(scale)});
+        {module, l->internal, pr.a, pr.b, base, r, l->out, l->in, static_cast<float>(scale)});
     kinds.insert(ShortName(module));
     info.lora_parameters += static_cast<uint64_t>(r) * static_cast<uint64_t>(l->in + l->out);
     info.min_rank = info.min_rank ? std::min(info.min_rank, r) : r;
@@ -332,6 +351,10 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::Load(const std::string& dir,
     (l->component == Component::kVisionTower     ? info.vision_modules
      : l->component == Component::kLanguageModel ? info.language_modules
                                                  : info.other_modules)++;
+  }
+  if (!base_layers.empty()) {
+    return InvalidArgumentError(file + ": " + kKeyPrefix + base_layers.begin()->first +
+                                ".base_layer.weight belongs to no module the adapter targets");
   }
   info.targeted.assign(kinds.begin(), kinds.end());
   for (const Saved& s : a->saved_) {
@@ -365,7 +388,11 @@ Status LoraAdapter::MergeInto(Checkpoint& checkpoint) const {
     g.k = m.rank;
     g.w_input_major = true;
     GemmRef(g);
-    std::vector<float> W = WeightToFloat(*w);
+    // The base weight: the checkpoint's, or the copy PEFT saved with the adapter.
+    std::vector<float> W = m.base ? Widen(*file_, *m.base) : WeightToFloat(*w);
+    if (m.base && !AllFinite(W)) {
+      return InvalidArgumentError(file + ": " + m.module + ".base_layer.weight holds NaN or inf");
+    }
     for (size_t i = 0; i < W.size(); ++i) W[i] += delta[i] * m.scale;
     if (!AllFinite(W)) {
       return InvalidArgumentError(file + ": merging " + m.module +

@@ -18,7 +18,8 @@
 // whatever naming the base checkpoint's own files use. The adapter is accepted when, in one era,
 // the set of linear layers adapter_config.json targets (lora_config.h, PEFT's rules) is exactly
 // the set of modules the file has LoRA tensors for, each pair with the configured rank and the
-// base's in/out features. modules_to_save tensors replace the base's (same shape).
+// base's in/out features. modules_to_save tensors replace the base's (same shape), and so does the
+// "<module>.base_layer.weight" PEFT saves for a targeted LM head (before its LoRA is merged).
 #pragma once
 
 #include <cstdint>
@@ -82,6 +83,7 @@ class LoraAdapter {
     std::string internal;  // the base weight's internal name (weight_names.h)
     const TensorEntry* a = nullptr;
     const TensorEntry* b = nullptr;
+    const TensorEntry* base = nullptr;  // "<module>.base_layer.weight" when PEFT saved it
     int64_t rank = 0, out = 0, in = 0;
     float scale = 0;
   };

@@ -18,6 +18,7 @@
 
 #include "model/model_dir.h"
 #include "model/reference/cpu_runner.h"
+#include "model/weights/config_json.h"
 #include "model/weights/lora_adapter.h"
 #include "model/weights/weight_convert.h"
 #include "tests/support/golden_tensor.h"
@@ -147,6 +148,41 @@ TEST(LoraAdapterTest, ReportsRankAlphaTargetsAndParameters) {
   EXPECT_EQ(patterns->adapter->max_rank, 8);
   EXPECT_TRUE(patterns->adapter->rslora);
   EXPECT_EQ(patterns->adapter->naming, "transformers 5.x");
+}
+
+// A Gemma3ForCausalLM base (bf16, untied LM head, attention biases) with an adapter on q/v_proj
+// and the LM head, whose base weight PEFT saves alongside ("lm_head.base_layer.weight"): the
+// merged weights equal W + scale·B·A computed in fp32 by torch from the saved tensors.
+TEST(LoraAdapterTest, TextOnlyBaseWithAnUntiedHead) {
+  const std::string base_dir = FixturePath("checkpoints/text-untied-bf16");
+  const std::string adapter = FixturePath("lora/text_only_untied_head");
+  auto config = LoadGemma3Config(base_dir + "/config.json");
+  ASSERT_TRUE(config.ok());
+  auto ck = Checkpoint::Open(base_dir, *config);
+  ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+  auto a = LoraAdapter::Load(adapter, *config);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ((*a)->info().naming, "Gemma3ForCausalLM");
+  EXPECT_EQ((*a)->info().language_modules, 4);
+  EXPECT_EQ((*a)->info().other_modules, 1);  // the LM head
+  ASSERT_TRUE((*a)->MergeInto(**ck).ok());
+  auto goldens = SafetensorsFile::Open(adapter + "/goldens.safetensors");
+  ASSERT_TRUE(goldens.ok());
+  size_t checked = 0;
+  for (const TensorEntry& t : (*goldens)->header().tensors) {
+    const std::vector<float> want = testing::GoldenTensor(**goldens, t.name);
+    const std::string internal = t.name == "lm_head.weight" ? t.name : "lm." + t.name.substr(6);
+    const Weight* w = (*ck)->Find(internal);
+    ASSERT_TRUE(w) << internal;
+    EXPECT_EQ(w->dtype, DType::kF32) << internal;
+    const std::vector<float> got = WeightToFloat(*w);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-6 * (1 + std::fabs(want[i]))) << internal << "[" << i << "]";
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 5u);
 }
 
 // Scratch adapters in a per-test temporary directory, made from a good one.

@@ -77,8 +77,53 @@ def token_types(golden):
     return torch.tensor([tt])
 
 
+def text_only_case():
+    """A Gemma3ForCausalLM base (tests/fixtures/checkpoints/text-untied-bf16: bf16, untied LM head,
+    attention biases): an adapter on q/v_proj and the untied lm_head, r 4, saved by PEFT; the
+    golden is the merged weights computed in fp32 from the saved tensors (PEFT itself merges a
+    bf16 base in bf16, rounding twice, which is not what a runner with fp32 weights wants)."""
+    from transformers import Gemma3ForCausalLM
+    base_dir = os.path.join("tests", "fixtures", "checkpoints", "text-untied-bf16")
+    model = Gemma3ForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    lora = dict(r=4, lora_alpha=6, target_modules=["q_proj", "v_proj", "lm_head"])
+    pm = get_peft_model(model, LoraConfig(**lora))
+    g = torch.Generator().manual_seed(36)
+    with torch.no_grad():
+        for pname, p in pm.named_parameters():
+            if "lora_A" in pname or "lora_B" in pname:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    d = os.path.join(OUT, "text_only_untied_head")
+    shutil.rmtree(d, ignore_errors=True)
+    pm.save_pretrained(d)
+    cfg_path = os.path.join(d, "adapter_config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["target_modules"] = sorted(cfg["target_modules"])
+    cfg["base_model_name_or_path"] = base_dir
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    saved = load_file(os.path.join(d, "adapter_model.safetensors"))
+    base = load_file(os.path.join(base_dir, "model.safetensors"))
+    merged = {}
+    for k in saved:
+        if not k.endswith(".lora_A.weight"):
+            continue
+        module = k[len("base_model.model."):-len(".lora_A.weight")]
+        A, B = saved[k].float(), saved[k.replace("lora_A", "lora_B")].float()
+        merged[module + ".weight"] = (base[module + ".weight"].float() + (B @ A) * (6 / 4)).contiguous()
+    save_file(merged, os.path.join(d, "goldens.safetensors"))
+    with open(os.path.join(d, "goldens.json"), "w") as f:
+        json.dump({"base": base_dir, "era": "Gemma3ForCausalLM", "lora": lora, "lora_tensors": len(saved),
+                   "merged": sorted(merged),
+                   "made_by": {"script": "tools/golden/make_lora_goldens.py", "peft": peft.__version__,
+                               "transformers": transformers.__version__, "torch": torch.__version__}},
+                  f, indent=1)
+    print("text_only_untied_head", len(saved), "tensors,", len(merged), "merged weights")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    text_only_case()
     for name, c in CASES.items():
         base_dir = os.path.join(BASES, c["base"])
         with open(os.path.join(base_dir, "goldens.json")) as f:
