@@ -299,6 +299,7 @@ class PredictReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       context_->AddTrailingMetadata("vlmserve-request-id", request_id_);
       finished_ = true;
       Ended(grpc::Status::OK);
+      ReleaseClientSlot();  // before the client can see the end (see FinishLocked)
       Write(message);
       StartWriteAndFinish(&current_, grpc::WriteOptions(), grpc::Status::OK);
       return;

@@ -210,7 +210,8 @@ TEST(SecurityTest, PerClientLimitsAndSessionsPerKey) {
   EXPECT_TRUE(other.status.ok()) << other.status.error_message();
   t.join();
   EXPECT_TRUE(first.status.ok()) << "B's session is not A's: " << first.status.error_message();
-  EXPECT_TRUE(a2->Predict(Small()).status.ok()) << "the slot is free again";
+  const PredictOutcome again = a2->Predict(Small());
+  EXPECT_TRUE(again.status.ok()) << "the slot is free again: " << again.status.error_message();
 
   // One call every 20 s (no keys: clients by peer address): the first call is served (a bucket
   // below one call used to refuse every call for ever), the next ones within 20 s are refused
