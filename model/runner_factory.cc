@@ -3,23 +3,43 @@
 
 #include "kernels/kv_layout.h"
 #include "model/reference/cpu_runner.h"
+#ifdef VLMSERVE_HAVE_CUDA_RUNNER
+#include "model/cuda/cuda_runner.h"
+#endif
 
 namespace vlmserve {
 
 StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
                                                          const std::string& device,
                                                          const RunnerOptions& options) {
+  const int64_t pages = options.kv_cache_tokens > 0 ? kv::PagesFor(options.kv_cache_tokens) : 0;
   if (device == "cuda") {
+#ifdef VLMSERVE_HAVE_CUDA_RUNNER
+    CudaRunnerOptions cuda;
+    cuda.kv_pages = pages;
+    ASSIGN_OR_RETURN(auto runner, CudaModelRunner::Create(*model.checkpoint, model.config, cuda));
+    return std::unique_ptr<ModelRunner>(std::move(runner));
+#else
     return UnimplementedError(
-        "--device cuda: the CUDA runner is not part of this build yet; use --device cpu");
+        "--device cuda: this build has no CUDA (configured without nvcc); use --device cpu");
+#endif
   }
   if (device != "cpu" && device != "auto") {
     return InvalidArgumentError("--device must be auto, cpu or cuda, got " + device);
   }
+  // auto: the CPU reference until the CUDA runner has passed its GPU check (issue 25).
   CpuRunnerOptions cpu;
-  cpu.kv_pages = options.kv_cache_tokens > 0 ? kv::PagesFor(options.kv_cache_tokens) : 0;
+  cpu.kv_pages = pages;
   ASSIGN_OR_RETURN(auto runner, CpuModelRunner::Create(*model.checkpoint, model.config, cpu));
   return std::unique_ptr<ModelRunner>(std::move(runner));
+}
+
+bool CudaRunnerBuilt() {
+#ifdef VLMSERVE_HAVE_CUDA_RUNNER
+  return true;
+#else
+  return false;
+#endif
 }
 
 }  // namespace vlmserve

@@ -1,8 +1,9 @@
 // CreateModelRunner: the one place that chooses how a model runs. The server, vlmserve-generate
 // and the benchmarks ask for a device by name and get a ModelRunner:
 //   "cpu"   the fp32 CPU reference (model/reference/): exact, slow
-//   "cuda"  the CUDA runner — not part of this build yet: UNIMPLEMENTED, saying so
-//   "auto"  the best runner this build and machine have (the CPU reference, for now)
+//   "cuda"  the CUDA runner (model/cuda/cuda_runner.h) in builds with CUDA — written but not yet
+//           verified on a GPU (issue 25); UNIMPLEMENTED in builds without CUDA
+//   "auto"  the CPU reference, until the CUDA runner has passed its GPU check
 #pragma once
 
 #include <memory>
@@ -23,5 +24,8 @@ struct RunnerOptions {
 StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
                                                          const std::string& device,
                                                          const RunnerOptions& options = {});
+
+// Whether this build has the CUDA runner (for logs and --help).
+bool CudaRunnerBuilt();
 
 }  // namespace vlmserve

@@ -193,6 +193,11 @@ VlmServer::~VlmServer() { Shutdown(std::chrono::milliseconds(0)); }
 Status VlmServer::LoadModel() {
   const std::string dir = options_.model_dir.empty() ? BuiltinModelDir() : options_.model_dir;
   spdlog::info("loading model from {} for device {}", dir, options_.device);
+  if (options_.device == "cuda") {
+    spdlog::warn(
+        "--device cuda: the CUDA runner has not yet passed its GPU check (issue 25); its answers "
+        "are unverified against the reference");
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto engine = ServeEngine::Load(dir, options_.device, EngineOptionsFor(options_));
   if (!engine.ok()) return engine.status();

@@ -8,7 +8,12 @@
 
 namespace vlmserve::testing {
 
-inline std::string SourceDir() { return VLMSERVE_SOURCE_DIR; }  // set by tests/CMakeLists.txt
+// The checkout: $VLMSERVE_SOURCE_DIR when set (a test binary built here and run elsewhere, e.g.
+// on the GPU machine by scripts/gpu/check.sh), else where tests/CMakeLists.txt configured it.
+inline std::string SourceDir() {
+  if (const char* env = std::getenv("VLMSERVE_SOURCE_DIR"); env && *env) return env;
+  return VLMSERVE_SOURCE_DIR;
+}
 
 inline std::string FixturePath(const std::string& rel) {
   return SourceDir() + "/tests/fixtures/" + rel;

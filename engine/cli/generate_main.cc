@@ -111,6 +111,11 @@ int Run(int argc, char** argv) {
   eo.max_context_tokens = 0;  // the model's own limit
   eo.jump_forward = !no_jump_forward;
   eo.adapter_dir = adapter;
+  if (device == "cuda") {
+    std::fprintf(stderr,
+                 "vlmserve-generate: warning: the CUDA runner has not yet passed its GPU check "
+                 "(issue 25); its answers are unverified\n");
+  }
   auto engine = ServeEngine::Load(model, device, eo);
   if (!engine.ok()) return Fail(engine.status());
   const double load_ms = MsSince(t_load);

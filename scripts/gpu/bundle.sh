@@ -16,7 +16,8 @@ cd "$ROOT"
 BUILD=build-gpu
 BUNDLE=.gpu-bundle
 MAX_MIB=40
-TARGETS=(vlmserve_gpu_tests vlmserve_kernel_ref_tests vlmserve_bench_gemm vlmserve_bench_kernels vlmserve-inspect)
+TARGETS=(vlmserve_gpu_tests vlmserve_gpu_runner_tests vlmserve_kernel_ref_tests vlmserve_bench_gemm
+         vlmserve_bench_kernels vlmserve-inspect)
 
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 command -v nvcc >/dev/null || { echo "bundle.sh: nvcc not found; the GPU bundle needs the CUDA toolkit" >&2; exit 1; }

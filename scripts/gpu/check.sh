@@ -102,6 +102,16 @@ run_tests() {  # name binary log json
 }
 run_tests "GPU tests" "$BIN/vlmserve_gpu_tests" "$OUT/gpu_tests.log" "$OUT/gpu_tests.json"
 run_tests "CPU reference tests" "$BIN/vlmserve_kernel_ref_tests" "$OUT/ref_tests.log" "$OUT/ref_tests.json"
+# The CUDA runner against the CPU runner on the tiny fixtures (found through VLMSERVE_SOURCE_DIR:
+# the binary was built on another machine). Older bundles do not have it.
+if [[ -x "$BIN/vlmserve_gpu_runner_tests" ]]; then
+  export VLMSERVE_SOURCE_DIR="$ROOT"
+  run_tests "CUDA runner tests" "$BIN/vlmserve_gpu_runner_tests" \
+    "$OUT/runner_tests.log" "$OUT/runner_tests.json"
+  rm -f "$OUT/runner_tests.json"
+  { echo; echo "==== CUDA runner tests (vlmserve_gpu_runner_tests) ===="; cat "$OUT/runner_tests.log"; } >> "$OUT/gpu_tests.log"
+  rm -f "$OUT/runner_tests.log"
+fi
 rm -f "$OUT/ref_tests.json"  # keep the file count within what comes back (8 files)
 { echo; echo "==== CPU reference tests (vlmserve_kernel_ref_tests) ===="; cat "$OUT/ref_tests.log"; } >> "$OUT/gpu_tests.log"
 rm -f "$OUT/ref_tests.log"

@@ -1,0 +1,131 @@
+// CudaModelRunner: the ModelRunner on one NVIDIA GPU, bf16 — the same Step interface as the CPU
+// reference (model/model_runner.h), built from the kernels of kernels/cuda:
+//
+//   EncodeImages  pixels (fp32, host) → PatchEmbed (+ position embeddings) → SigLIP layers
+//                 (LayerNorm, q/k/v GEMMs with bias, DenseAttention, out GEMM + residual,
+//                 LayerNorm, fc1 + GELU-tanh, fc2 + residual) → post LayerNorm → AvgPool →
+//                 RMSNorm → projector GEMM: soft tokens [n, mm_tokens, D] kept on the device
+//                 under the returned handle.
+//   Step          all rows' tokens at once: Embedding (× bf16(√D), soft tokens copied in) →
+//                 per layer RMSNorm, q/k/v GEMMs, per-head q/k RMSNorm, RoPE (local or global
+//                 frequencies), KvWrite into the layer's pages, PagedAttention over every row's
+//                 block table, o GEMM, AddRmsNorm (post-attention norm + residual + pre-FF norm),
+//                 one gate|up GEMM (the weights concatenated at load), GeGLU, down GEMM,
+//                 AddRmsNorm (+ the next layer's input norm) → the final norm and the LM head on
+//                 the rows that need logits → sampling.
+//
+// Weights are uploaded once as bf16 (bf16/f16/f32 checkpoints, or fp32 tensors merged from a LoRA
+// adapter: each rounded once), the projector's input-major weight transposed to nn.Linear layout.
+// KV pools: per layer K and V, [pages, 16, kv_heads, head_dim] bf16, sized by `kv_pages`.
+//
+// Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling on the
+// device (logits are copied back and sampled by kernels/cpu/sample.h — correct, not fast), CUDA
+// graphs for decode, a second stream for vision, pinned staging and load progress, the
+// --gpu-memory-fraction sizing, sticky-error handling (reliability.md G10). `--device auto` keeps
+// the CPU runner until the GPU check (scripts/gpu/check.sh) has passed.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "kernels/cuda/gemm.h"
+#include "model/model_runner.h"
+#include "model/weights/checkpoint.h"
+
+namespace vlmserve {
+
+struct CudaRunnerOptions {
+  int64_t kv_pages = 0;  // pages per pool (full and sliding); 0 = enough for 16384 tokens
+  int device = 0;        // CUDA device ordinal
+};
+
+// Device memory owned by one object (cudaFree on destruction); grows on demand, never shrinks.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  ~DeviceMemory();
+  DeviceMemory(const DeviceMemory &) = delete;
+  DeviceMemory &operator=(const DeviceMemory &) = delete;
+  DeviceMemory(DeviceMemory &&o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  // At least `bytes` (contents are lost when it grows).
+  Status Reserve(size_t bytes);
+  uint8_t *data() const { return static_cast<uint8_t *>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void *ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class CudaModelRunner : public ModelRunner {
+ public:
+  static StatusOr<std::unique_ptr<CudaModelRunner>> Create(const Checkpoint &ck,
+                                                           const Gemma3Config &config,
+                                                           const CudaRunnerOptions &options = {});
+  ~CudaModelRunner() override;
+
+  const Gemma3Config &config() const override { return config_; }
+  const char *device() const override { return "cuda"; }
+  KvPoolSizes kv_pages() const override { return pools_; }
+  StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) override;
+  void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
+  size_t live_image_batches() const override { return images_.size(); }
+  StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override;
+
+  uint64_t weight_bytes() const { return weights_.bytes(); }
+  uint64_t kv_bytes() const { return kv_.bytes(); }
+
+ private:
+  using bf16 = __nv_bfloat16;
+  struct VisionLayer {
+    const bf16 *ln1_w = nullptr, *ln1_b = nullptr, *q_w = nullptr, *q_b = nullptr;
+    const bf16 *k_w = nullptr, *k_b = nullptr, *v_w = nullptr, *v_b = nullptr;
+    const bf16 *o_w = nullptr, *o_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;
+    const bf16 *fc1_w = nullptr, *fc1_b = nullptr, *fc2_w = nullptr, *fc2_b = nullptr;
+  };
+  struct DecoderLayer {
+    bool sliding = false;
+    const bf16 *input_norm = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+    const bf16 *q_b = nullptr, *k_b = nullptr, *v_b = nullptr, *o_b = nullptr;
+    const bf16 *q_norm = nullptr, *k_norm = nullptr, *post_attn = nullptr, *pre_ff = nullptr;
+    const bf16 *gate_up = nullptr, *down = nullptr, *post_ff = nullptr;
+    bf16 *k_pool = nullptr, *v_pool = nullptr;
+  };
+  struct ImageBatch {
+    int64_t n = 0;
+    DeviceMemory soft;  // [n, mm_tokens_per_image, D] bf16
+  };
+
+  explicit CudaModelRunner(Gemma3Config c) : config_(std::move(c)) {}
+  Status Upload(const Checkpoint &ck);
+  Status Validate(const StepRow &row) const;
+
+  Gemma3Config config_;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  DeviceMemory weights_, kv_, step_scratch_, vision_scratch_;
+  std::vector<uint8_t> host_staging_;
+  // Vision tower and projector.
+  const bf16 *patch_w_ = nullptr, *patch_b_ = nullptr, *pos_emb_ = nullptr;
+  const bf16 *post_ln_w_ = nullptr, *post_ln_b_ = nullptr;
+  const bf16 *soft_norm_ = nullptr, *proj_ = nullptr;  // proj_: [D, d] (transposed at upload)
+  std::vector<VisionLayer> vision_;
+  // Decoder.
+  const bf16 *embed_ = nullptr, *final_norm_ = nullptr, *lm_head_ = nullptr;
+  const float *inv_freq_full_ = nullptr, *inv_freq_sliding_ = nullptr;
+  std::vector<DecoderLayer> layers_;
+  KvPoolSizes pools_;
+  bool has_full_ = false, has_sliding_ = false;
+  std::map<ImageHandle, ImageBatch> images_;
+  ImageHandle next_handle_ = 1;
+};
+
+}  // namespace vlmserve
