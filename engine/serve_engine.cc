@@ -64,7 +64,9 @@ struct ServeEngine::Seq {
 StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& model_dir,
                                                          const std::string& device,
                                                          EngineOptions options) {
-  ASSIGN_OR_RETURN(ModelDir loaded, ModelDir::Load(model_dir, options.adapter_dir));
+  // A LoRA adapter's merged weights are stored in the runner's dtype: rounded once.
+  ASSIGN_OR_RETURN(ModelDir loaded, ModelDir::Load(model_dir, options.adapter_dir,
+                                                   device == "cuda" ? DType::kBF16 : DType::kF32));
   auto model = std::make_unique<ModelDir>(std::move(loaded));
   RunnerOptions ro;
   ro.kv_cache_tokens = options.kv_cache_tokens;
@@ -128,8 +130,8 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
   published_.kv = kv_.counters();
   // The vocabulary trie is built once; the default schema is compiled now (its masks fill in as
   // requests reach its states).
-  grammars_ = std::make_unique<GrammarRegistry>(*model_->tokenizer, c.text.vocab_size,
-                                                options_.grammar);
+  grammars_ =
+      std::make_unique<GrammarRegistry>(*model_->tokenizer, c.text.vocab_size, options_.grammar);
   const size_t masks =
       grammars_->Get(DefaultActionSchema())->PrecomputeMasks(options_.jump_forward, 512);
   (void)masks;
@@ -508,9 +510,8 @@ bool ServeEngine::Iterate() {
     v.expired = now >= s.request->deadline ||
                 (v.cancelled && now + std::chrono::milliseconds(20) >= s.request->deadline);
     // Sessions are per client: "client \x1f session".
-    v.session = s.request->session_id.empty()
-                    ? std::string()
-                    : s.request->client + '\x1f' + s.request->session_id;
+    v.session = s.request->session_id.empty() ? std::string()
+                                              : s.request->client + '\x1f' + s.request->session_id;
     v.latest_frame_wins = s.request->latest_frame_wins;
     v.admitted = s.admitted;
     v.decoding = s.decoding;

@@ -66,14 +66,16 @@ StatusOr<GenerationDefaults> LoadGenerationConfig(const std::string& path, const
 
 }  // namespace
 
-StatusOr<ModelDir> ModelDir::Load(const std::string& dir, const std::string& adapter_dir) {
+StatusOr<ModelDir> ModelDir::Load(const std::string& dir, const std::string& adapter_dir,
+                                  DType merged_dtype) {
   ModelDir m;
   m.path = dir;
   ASSIGN_OR_RETURN(m.config, LoadGemma3Config((fs::path(dir) / "config.json").string()));
   ASSIGN_OR_RETURN(m.checkpoint, Checkpoint::Open(dir, m.config));
   if (!adapter_dir.empty()) {
-    ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapter> adapter, LoraAdapter::Load(adapter_dir, m.config));
-    RETURN_IF_ERROR(adapter->MergeInto(*m.checkpoint));
+    ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapter> adapter,
+                     LoraAdapter::Load(adapter_dir, m.config));
+    RETURN_IF_ERROR(adapter->MergeInto(*m.checkpoint, merged_dtype));
     m.adapter = adapter->info();
   }
   const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();

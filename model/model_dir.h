@@ -38,7 +38,10 @@ struct ModelDir {
 
   // `adapter_dir` (optional): a PEFT LoRA adapter directory, validated against the base and merged
   // into the checkpoint's weights before any runner sees them (lora_adapter.h).
-  static StatusOr<ModelDir> Load(const std::string& dir, const std::string& adapter_dir = "");
+  // `merged_dtype`: how the merged tensors are stored — the runner's dtype (F32 for the CPU
+  // reference, BF16 for the CUDA runner).
+  static StatusOr<ModelDir> Load(const std::string& dir, const std::string& adapter_dir = "",
+                                 DType merged_dtype = DType::kF32);
 };
 
 }  // namespace vlmserve

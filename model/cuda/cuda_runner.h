@@ -14,8 +14,8 @@
 //                 AddRmsNorm (+ the next layer's input norm) → the final norm and the LM head on
 //                 the rows that need logits → sampling.
 //
-// Weights are uploaded once as bf16 (bf16/f16/f32 checkpoints, or fp32 tensors merged from a LoRA
-// adapter: each rounded once), the projector's input-major weight transposed to nn.Linear layout.
+// Weights are uploaded once as bf16 (bf16 copied; f16/f32 rounded once; a LoRA adapter's merged
+// tensors arrive already rounded to bf16, ServeEngine::Load asks for that), the projector's input-major weight transposed to nn.Linear layout.
 // KV pools: per layer K and V, [pages, 16, kv_heads, head_dim] bf16, sized by `kv_pages`.
 //
 // Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling on the

@@ -11,6 +11,7 @@
 
 #include "common/checked_math.h"
 #include "common/json_util.h"
+#include "kernels/cpu/bf16.h"
 
 namespace vlmserve {
 namespace {
@@ -302,18 +303,29 @@ std::string Checkpoint::DTypeSummary() const {
   return s;
 }
 
-Status Checkpoint::ReplaceWithFloat(const std::string& internal_name, std::vector<float> values) {
+Status Checkpoint::ReplaceWithFloat(const std::string& internal_name, std::vector<float> values,
+                                    DType store) {
   auto it = index_.find(internal_name);
-  if (it == index_.end()) return InternalError("checkpoint has no " + internal_name + " to replace");
+  if (it == index_.end())
+    return InternalError("checkpoint has no " + internal_name + " to replace");
   Weight& w = weights_[it->second];
   if (values.size() != w.numel()) {
     return InternalError("replacing " + internal_name + ": " + std::to_string(values.size()) +
                          " values for " + std::to_string(w.numel()) + " elements");
   }
-  owned_.push_back(std::make_unique<std::vector<float>>(std::move(values)));
-  const std::vector<float>& v = *owned_.back();
-  w.dtype = DType::kF32;
-  w.data = {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
+  if (store == DType::kF16) return InternalError("replacing " + internal_name + ": F16 storage");
+  auto bytes = std::make_unique<std::vector<uint8_t>>(values.size() * DTypeSize(store));
+  if (store == DType::kF32) {
+    std::memcpy(bytes->data(), values.data(), bytes->size());
+  } else {
+    for (size_t i = 0; i < values.size(); ++i) {
+      const uint16_t h = FloatToBf16Bits(values[i]);  // round to nearest even, once
+      std::memcpy(bytes->data() + 2 * i, &h, 2);
+    }
+  }
+  owned_.push_back(std::move(bytes));
+  w.dtype = store;
+  w.data = {owned_.back()->data(), owned_.back()->size()};
   return Status::Ok();
 }
 

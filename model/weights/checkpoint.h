@@ -66,10 +66,12 @@ class Checkpoint {
   const std::string& naming() const { return naming_; }
   uint64_t total_bytes() const { return total_bytes_; }
 
-  // Replaces tensor `internal_name`'s values (same element count) with fp32 values the checkpoint
-  // then owns; its dtype becomes F32. How a LoRA adapter's merged weights (lora_adapter.h) reach
-  // every runner through the one loading path, each runner rounding once to its own dtype.
-  Status ReplaceWithFloat(const std::string& internal_name, std::vector<float> values);
+  // Replaces tensor `internal_name`'s values (same element count) with `values` stored as
+  // `store` (F32 as they are, or BF16 rounded to nearest even once), owned by the checkpoint.
+  // How a LoRA adapter's merged weights (lora_adapter.h) reach every runner through the one
+  // loading path: stored in the runner's own dtype, they are rounded exactly once.
+  Status ReplaceWithFloat(const std::string& internal_name, std::vector<float> values,
+                          DType store = DType::kF32);
 
  private:
   Checkpoint() = default;
@@ -79,7 +81,7 @@ class Checkpoint {
   std::map<std::string, size_t> index_;  // internal name → weights_ position
   std::string naming_;
   uint64_t total_bytes_ = 0;
-  std::vector<std::unique_ptr<std::vector<float>>> owned_;  // ReplaceWithFloat's tensors
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;  // ReplaceWithFloat's tensors
 };
 
 }  // namespace vlmserve

@@ -364,7 +364,7 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::Load(const std::string& dir,
   return a;
 }
 
-Status LoraAdapter::MergeInto(Checkpoint& checkpoint) const {
+Status LoraAdapter::MergeInto(Checkpoint& checkpoint, DType store) const {
   std::vector<std::pair<std::string, std::vector<float>>> merged;
   const std::string& file = file_->path();
   for (const Module& m : modules_) {
@@ -408,7 +408,7 @@ Status LoraAdapter::MergeInto(Checkpoint& checkpoint) const {
     merged.emplace_back(s.internal, std::move(v));
   }
   for (auto& [name, values] : merged) {
-    RETURN_IF_ERROR(checkpoint.ReplaceWithFloat(name, std::move(values)));
+    RETURN_IF_ERROR(checkpoint.ReplaceWithFloat(name, std::move(values), store));
   }
   return Status::Ok();
 }

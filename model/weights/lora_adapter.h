@@ -72,8 +72,10 @@ class LoraAdapter {
       const LoraAdapterLimits& limits = kLoraAdapterLimits);
 
   // Merges into `checkpoint` (opened for the same config). All merged tensors are computed first
-  // and must be finite; only then are they installed, so on error the checkpoint is unchanged.
-  Status MergeInto(Checkpoint& checkpoint) const;
+  // (fp32) and must be finite; only then are they installed, stored as `store` — the runner's
+  // dtype (F32 for the CPU reference, BF16 for the CUDA runner: rounded once, at half the host
+  // memory) — so on error the checkpoint is unchanged.
+  Status MergeInto(Checkpoint& checkpoint, DType store = DType::kF32) const;
 
   const LoraAdapterInfo& info() const { return info_; }
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/bf16.h"
 #include "model/model_dir.h"
 #include "model/reference/cpu_runner.h"
 #include "model/weights/config_json.h"
@@ -280,6 +281,33 @@ TEST_F(AdapterScratchTest, MergeIsWPlusScaledBTimesA) {
   const Weight* q1 = merged->checkpoint->Find("lm.layers.2.self_attn.q_proj.weight");
   EXPECT_EQ(q1->dtype, q0->dtype);
   EXPECT_EQ(std::memcmp(q0->data.data(), q1->data.data(), q0->data.size()), 0);
+}
+
+// For a bf16 runner the merged tensors are stored as bf16: the fp32 merge rounded to nearest even,
+// once (bitwise), at half the host memory; untargeted weights keep their own bytes.
+TEST_F(AdapterScratchTest, MergedTensorsStoredInTheRunnersDtype) {
+  auto f32 = ModelDir::Load(base_, FixturePath("lora/attention_r8_era450"));
+  auto b16 = ModelDir::Load(base_, FixturePath("lora/attention_r8_era450"), DType::kBF16);
+  ASSERT_TRUE(f32.ok() && b16.ok()) << b16.status().ToString();
+  auto base = ModelDir::Load(base_);
+  ASSERT_TRUE(base.ok());
+  size_t merged = 0;
+  for (const Weight& w : f32->checkpoint->weights()) {
+    const Weight* h = b16->checkpoint->Find(w.name);
+    const Weight* b = base->checkpoint->Find(w.name);
+    if (std::memcmp(w.data.data(), b->data.data(), w.data.size()) == 0) {
+      EXPECT_EQ(h->dtype, b->dtype) << w.name << ": untargeted, yet replaced";
+      EXPECT_EQ(std::memcmp(h->data.data(), b->data.data(), b->data.size()), 0) << w.name;
+      continue;
+    }
+    ++merged;
+    ASSERT_EQ(h->dtype, DType::kBF16) << w.name;
+    const std::vector<float> want = WeightToFloat(w), got = WeightToFloat(*h);
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got[i], RoundToBf16(want[i])) << w.name << "[" << i << "]";
+    }
+  }
+  EXPECT_EQ(merged, 19u);  // 16 decoder + 3 vision modules
 }
 
 struct Corruption {
