@@ -251,6 +251,10 @@ Status ServeEngine::Submit(std::shared_ptr<const ServeRequest> request,
   const uint64_t bytes = request->HeldBytes();
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (failed_) {
+      return UnavailableError("the model runner failed (" + failure_.message() +
+                              "); the server is restarting");
+    }
     if (!running_ || stopping_) return UnavailableError("the engine is not running");
     if (queued_ >= options_.max_queue) {
       ++published_.rejected_full;
@@ -426,7 +430,12 @@ void ServeEngine::Loop() {
       prepared.swap(prepared_);
       wake_ = false;
     }
-    if (stopping_) break;
+    if (stopping_ || failed_) {
+      // Back into the queue: the end of the loop answers them.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (Incoming& in : incoming) incoming_.push_back(std::move(in));
+      break;
+    }
     for (Incoming& in : incoming) {
       auto s = std::make_unique<Seq>();
       s->id = in.id;
@@ -463,6 +472,7 @@ void ServeEngine::Loop() {
       worked = true;
     }
     Publish();
+    if (failed_) continue;  // ends the loop at the top, with every request answered
     if (worked) continue;
     // Nothing to do: sleep until something arrives, a worker finishes, a cancel wakes us, or the
     // nearest deadline passes.
@@ -473,24 +483,48 @@ void ServeEngine::Loop() {
       return stopping_ || wake_ || !incoming_.empty() || !prepared_.empty();
     });
   }
-  // Stopping: every request still here ends now, on the engine thread.
+  // Stopping (or the runner failed): every request still here ends now, on the engine thread.
   std::deque<Incoming> incoming;
+  Status failure;
   {
     std::lock_guard<std::mutex> lock(mu_);
     incoming.swap(incoming_);
+    failure = failure_;
   }
-  for (Incoming& in : incoming) in.sink->OnError(UnavailableError("the server is shutting down"));
+  const std::string why =
+      failed_ ? "the model runner failed (" + failure.message() + "); the server is restarting"
+              : std::string("the server is shutting down");
+  for (Incoming& in : incoming) in.sink->OnError(UnavailableError(why));
   std::vector<uint64_t> ids;
   for (const auto& [id, s] : seqs_) ids.push_back(id);
   for (uint64_t id : ids) {
     const Seq& s = *seqs_.at(id);
     Finish(id,
-           UnavailableError(s.started ? "the server is shutting down after " +
-                                            std::to_string(s.out.tokens.size()) + " of at most " +
+           UnavailableError(s.started ? why + " after " + std::to_string(s.out.tokens.size()) +
+                                            " of at most " +
                                             std::to_string(s.request->max_new_tokens) + " tokens"
-                                      : std::string("the server is shutting down")));
+                                      : why));
   }
   Publish();
+  if (failed_ && options_.on_fatal) options_.on_fatal(failure);
+}
+
+Status ServeEngine::RunnerError(const Status& error) const {
+  // A call that failed because the device is gone: UNAVAILABLE (retry elsewhere), not the raw
+  // INTERNAL of the call.
+  if (!failed_) return error;
+  return UnavailableError("the model runner failed (" + error.message() +
+                          "); the server is restarting");
+}
+
+void ServeEngine::CheckRunnerHealth() {
+  Status health = runner_->Health();
+  if (health.ok() || failed_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failure_ = std::move(health);
+  }
+  cv_.notify_all();
 }
 
 bool ServeEngine::Iterate() {
@@ -606,7 +640,9 @@ void ServeEngine::EncodeVision(const std::vector<uint64_t>& ids) {
   auto handle = runner_->EncodeImages(pixels, n);
   const int64_t us = Micros(Clock::now() - t0);
   if (!handle.ok()) {
-    for (uint64_t id : ids) Finish(id, handle.status());
+    CheckRunnerHealth();
+    const Status why = RunnerError(handle.status());
+    for (uint64_t id : ids) Finish(id, why);
     return;
   }
   image_users_[*handle] = static_cast<int>(ids.size());
@@ -700,7 +736,9 @@ void ServeEngine::RunRows(const std::vector<PlannedRow>& planned) {
     published_.max_rows = std::max<uint64_t>(published_.max_rows, rows.size());
   }
   if (!outputs.ok()) {
-    for (const Live& l : live) Finish(l.seq->id, outputs.status());
+    CheckRunnerHealth();
+    const Status why = RunnerError(outputs.status());
+    for (const Live& l : live) Finish(l.seq->id, why);
     return;
   }
   bool any_token = false;

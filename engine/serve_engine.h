@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,14 +37,18 @@
 #include "engine/scheduler.h"
 #include "engine/worker_pool.h"
 #include "kernels/cpu/sample.h"
-#include "model/weights/lora_adapter.h"
 #include "model/model_dir.h"
 #include "model/model_runner.h"
 #include "model/processor.h"
+#include "model/weights/lora_adapter.h"
 
 namespace vlmserve {
 
 struct EngineOptions {
+  // Called once, on the engine thread, when the runner reports its device unusable
+  // (ModelRunner::Health) — after every request has ended with UNAVAILABLE. The server flips
+  // health to NOT_SERVING and exits for a restart (reliability.md G10). May be empty.
+  std::function<void(const Status&)> on_fatal;
   // A PEFT LoRA adapter directory merged into the weights at load (model/weights/lora_adapter.h);
   // empty = none.
   std::string adapter_dir;
@@ -238,6 +243,14 @@ class ServeEngine {
   bool wake_ = false;              // guarded by mu_
   EngineStats published_;          // guarded by mu_
   std::atomic<bool> stopping_{false};
+  // Set (once) when the runner reports its device unusable; failure_ says why (guarded by mu_).
+  std::atomic<bool> failed_{false};
+  Status failure_;
+  // After a failed runner call: asks the runner's health and, if it is gone, marks the engine
+  // failed (the loop then ends everything and calls on_fatal).
+  void CheckRunnerHealth();
+  // A failed runner call's status as the requests see it.
+  Status RunnerError(const Status& error) const;
   std::unique_ptr<WorkerPool> workers_;
   std::thread thread_;
 };

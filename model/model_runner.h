@@ -85,6 +85,12 @@ class ModelRunner {
   // One output per row, in order. The whole batch is validated before any row runs: a bad row
   // fails the step and changes no page.
   virtual StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) = 0;
+
+  // OK while the runner can serve; an error once its device is unusable for good (a sticky CUDA
+  // error: every later call would fail too). The engine asks after a failed call; on an error it
+  // ends every request and reports the failure, and the server exits for a restart
+  // (reliability.md G10). A failed call alone (bad input, one allocation) is not fatal.
+  virtual Status Health() const { return Status::Ok(); }
 };
 
 // The checks every runner makes on a row before running anything: tokens in the vocabulary,

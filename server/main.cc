@@ -5,9 +5,12 @@
 // warm-up inference → SERVING. SIGINT/SIGTERM: NOT_SERVING, no new calls, running streams get
 // --drain-timeout seconds, then exit 0; a second signal during the drain cancels them at once
 // (exit 0 within a second). A model that does not load or warm up exits 1 with the reason; bad
-// flags exit 2.
+// flags exit 2; a runner whose device fails for good (a sticky CUDA error) turns health
+// NOT_SERVING, answers every request with UNAVAILABLE and exits 3 for a restart.
 #include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -21,6 +24,10 @@
 
 namespace vlmserve {
 namespace {
+
+// Exit code when the model runner's device failed for good (reliability.md G10): distinct from
+// 1 (could not load or serve) and 2 (bad flags).
+constexpr int kExitRunnerFailed = 3;
 
 int Run(int argc, char** argv) {
   ServerOptions o;
@@ -256,7 +263,11 @@ int Run(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);  // raised by the server itself when the runner fails for good
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // The model runner's device failed (a sticky CUDA error): health is NOT_SERVING and every
+  // request has been answered; wake this thread, which exits non-zero for a restart.
+  o.on_fatal = [](const Status&) { ::kill(::getpid(), SIGUSR1); };
 
   auto server = VlmServer::Start(o);
   if (!server.ok()) {
@@ -272,6 +283,16 @@ int Run(int argc, char** argv) {
   int sig = 0;
   for (;;) {
     sigwait(&signals, &sig);
+    if (sig == SIGUSR1) {
+      if (!(*server)->runner_failed()) {
+        spdlog::warn("SIGUSR1 ignored (the server raises it itself when its model runner fails)");
+        continue;
+      }
+      spdlog::error("exiting with code {} so that the orchestrator restarts the server",
+                    kExitRunnerFailed);
+      (*server)->Shutdown(std::chrono::milliseconds(0));
+      return kExitRunnerFailed;
+    }
     if (sig != SIGHUP) break;
     // SIGHUP: reload API keys and TLS material; bad files are logged and the old ones stay.
     const Status reloaded = (*server)->Reload();

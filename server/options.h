@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "engine/serve_engine.h"
@@ -31,7 +32,7 @@ struct ServerOptions {
   uint32_t default_max_new_tokens = 64;
   uint64_t max_request_id_bytes = 128;
   uint64_t max_action_schema_bytes = 16u << 10;  // GenerationOptions.action_schema
-  int64_t max_context_tokens = 0;  // prompt + max_new_tokens; 0 = the model's maximum
+  int64_t max_context_tokens = 0;                // prompt + max_new_tokens; 0 = the model's maximum
   ImageLimits image;
 
   // The model's memory and steps.
@@ -44,8 +45,8 @@ struct ServerOptions {
   int64_t max_images_per_batch = 8;  // images per vision batch
   int preprocess_threads = 2;        // workers that decode frames, preprocess and tokenize
   bool prefix_cache = true;
-  bool jump_forward = true;  // append the action grammar's forced tokens without sampling
-  size_t grammar_cache = 64;             // compiled action schemas kept
+  bool jump_forward = true;   // append the action grammar's forced tokens without sampling
+  size_t grammar_cache = 64;  // compiled action schemas kept
   uint64_t grammar_mask_bytes = 256u << 20;  // allowed-token masks kept, over all schemas
 
   // Capacity.
@@ -68,9 +69,9 @@ struct ServerOptions {
   std::chrono::milliseconds drain_timeout{8000};
 
   // Security (docs/operations.md "Security"). Empty = off.
-  std::string tls_cert, tls_key;  // PEM: TLS on the main port
-  std::string tls_client_ca;      // PEM: mTLS, client certificates required and verified
-  std::string api_key_file;       // "name:key" lines; clients send "authorization: Bearer KEY"
+  std::string tls_cert, tls_key;   // PEM: TLS on the main port
+  std::string tls_client_ca;       // PEM: mTLS, client certificates required and verified
+  std::string api_key_file;        // "name:key" lines; clients send "authorization: Bearer KEY"
   bool public_model_info = false;  // GetModelInfo without a key when keys are configured
   bool public_reflection = false;  // reflection stays on without keys when keys are configured
   int health_port = -1;            // plaintext grpc.health.v1 only (probes); -1 = off, 0 = free
@@ -78,6 +79,11 @@ struct ServerOptions {
   double max_rps_per_client = 0;           // Predict calls per second per key (or peer); 0 = none
   bool allow_insecure_remote = false;      // no warning for a non-loopback plaintext keyless bind
   std::string log_format = "text";         // text | json (one JSON object per request line)
+
+  // Called once when the model runner's device fails for good (after health went NOT_SERVING and
+  // every request ended with UNAVAILABLE): main() exits non-zero so the orchestrator restarts the
+  // process (reliability.md G10). Empty: the server stays up, NOT_SERVING (tests).
+  std::function<void(const Status&)> on_fatal;
 
   // Test hook: the engine sleeps this long after each token (0 in production).
   std::chrono::milliseconds test_token_delay{0};

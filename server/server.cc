@@ -1,16 +1,14 @@
 // Server lifecycle (see server.h).
 #include "server/server.h"
 
-#include <algorithm>
-
 #include <google/protobuf/stubs/logging.h>
+#include <grpc/support/log.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <grpc/support/log.h>
-
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <filesystem>
@@ -98,8 +96,8 @@ StatusOr<std::unique_ptr<VlmServer>> VlmServer::Start(const ServerOptions& optio
   }
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_client_ca.empty()) {
-    ASSIGN_OR_RETURN(s->tls_, TlsMaterial::Create({options.tls_cert, options.tls_key,
-                                                   options.tls_client_ca}));
+    ASSIGN_OR_RETURN(
+        s->tls_, TlsMaterial::Create({options.tls_cert, options.tls_key, options.tls_client_ca}));
     credentials = s->tls_->credentials();
     spdlog::info("{}", s->tls_->description());
   }
@@ -199,7 +197,9 @@ Status VlmServer::LoadModel() {
         "are unverified against the reference");
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto engine = ServeEngine::Load(dir, options_.device, EngineOptionsFor(options_));
+  EngineOptions eo = EngineOptionsFor(options_);
+  eo.on_fatal = FatalHandler();
+  auto engine = ServeEngine::Load(dir, options_.device, std::move(eo));
   if (!engine.ok()) return engine.status();
   spdlog::info(
       "model loaded in {:.0f} ms (runner: {})",
@@ -212,13 +212,25 @@ Status VlmServer::LoadModel() {
         "LoRA adapter {} merged: {} naming, rank {} (modules {}..{}), alpha {}{}, {} language + "
         "{} vision modules ({}), {} LoRA parameters{}",
         a->path, a->naming, a->rank, a->min_rank, a->max_rank, a->alpha,
-        a->rslora ? " (rsLoRA)" : "", a->language_modules, a->vision_modules,
-        kinds, a->lora_parameters,
+        a->rslora ? " (rsLoRA)" : "", a->language_modules, a->vision_modules, kinds,
+        a->lora_parameters,
         a->saved_tensors.empty()
             ? std::string()
             : ", " + std::to_string(a->saved_tensors.size()) + " tensors from modules_to_save");
   }
   return Serve(std::move(engine));
+}
+
+std::function<void(const Status&)> VlmServer::FatalHandler() {
+  // Called on the engine thread after every request has been answered.
+  return [this](const Status& failure) {
+    spdlog::error("the model runner failed and cannot recover: {}; NOT_SERVING",
+                  failure.ToString());
+    runner_failed_ = true;
+    if (server_) SetHealth(server_.get(), false);
+    SetHealth(health_server_.get(), false);
+    if (options_.on_fatal) options_.on_fatal(failure);
+  };
 }
 
 Status VlmServer::Serve(StatusOr<std::unique_ptr<ServeEngine>> engine) {
@@ -330,7 +342,8 @@ Status VlmServer::Reload() {
   if (!options_.api_key_file.empty()) {
     ASSIGN_OR_RETURN(keys, ApiKeys::Load(options_.api_key_file));
   }
-  if (tls_) RETURN_IF_ERROR(CheckTlsFiles({options_.tls_cert, options_.tls_key, options_.tls_client_ca}));
+  if (tls_)
+    RETURN_IF_ERROR(CheckTlsFiles({options_.tls_cert, options_.tls_key, options_.tls_client_ca}));
   if (keys) {
     spdlog::info("{} API key(s) reloaded from {}", keys->size(), options_.api_key_file);
     service_->SetApiKeys(std::move(keys));

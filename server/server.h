@@ -35,9 +35,14 @@ class VlmServer {
 
   // Loads options.model_dir (or the built-in model) for options.device, warms up, serves.
   Status LoadModel();
-  // Warms up and serves `engine` (made with EngineOptionsFor(options); tests give an engine over a
-  // fake runner for transport-only checks).
+  // Warms up and serves `engine` (made with EngineOptionsFor(options) and FatalHandler(); tests
+  // give an engine over a fake runner for transport-only checks).
   Status Serve(StatusOr<std::unique_ptr<ServeEngine>> engine);
+  // The engine's on_fatal: the runner's device failed for good → NOT_SERVING on both ports, the
+  // error logged, then options.on_fatal (main: exit for a restart).
+  std::function<void(const Status&)> FatalHandler();
+  // Whether FatalHandler has run: the model runner failed for good.
+  bool runner_failed() const { return runner_failed_.load(); }
 
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(8));
   // Cuts a Shutdown() that is draining short: the remaining calls are cancelled now. Any thread.
@@ -53,6 +58,7 @@ class VlmServer {
   int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
 
  private:
+  std::atomic<bool> runner_failed_{false};
   VlmServer() = default;
   ServerOptions options_;
   std::unique_ptr<VlmService> service_;

@@ -83,6 +83,14 @@ Status DeviceMemory::Reserve(size_t bytes) {
   return Status::Ok();
 }
 
+Status CudaModelRunner::Health() const {
+  cudaSetDevice(device_);
+  const cudaError_t err = cudaStreamQuery(stream_);
+  if (err == cudaSuccess || err == cudaErrorNotReady) return Status::Ok();
+  return InternalError(std::string("the GPU is unusable: ") + cudaGetErrorName(err) + " (" +
+                       cudaGetErrorString(err) + ")");
+}
+
 CudaModelRunner::~CudaModelRunner() {
   if (stream_) {
     cudaStreamSynchronize(stream_);

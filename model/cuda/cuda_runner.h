@@ -15,8 +15,9 @@
 //                 the rows that need logits → sampling.
 //
 // Weights are uploaded once as bf16 (bf16 copied; f16/f32 rounded once; a LoRA adapter's merged
-// tensors arrive already rounded to bf16, ServeEngine::Load asks for that), the projector's input-major weight transposed to nn.Linear layout.
-// KV pools: per layer K and V, [pages, 16, kv_heads, head_dim] bf16, sized by `kv_pages`.
+// tensors arrive already rounded to bf16, ServeEngine::Load asks for that), the projector's
+// input-major weight transposed to nn.Linear layout. KV pools: per layer K and V, [pages, 16,
+// kv_heads, head_dim] bf16, sized by `kv_pages`.
 //
 // Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling on the
 // device (logits are copied back and sampled by kernels/cpu/sample.h — correct, not fast), CUDA
@@ -78,6 +79,9 @@ class CudaModelRunner : public ModelRunner {
   void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
   size_t live_image_batches() const override { return images_.size(); }
   StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override;
+  // A sticky error (illegal address, launch failure, ...) poisons the context: every later call
+  // returns it. cudaStreamQuery reports it without waiting.
+  Status Health() const override;
 
   uint64_t weight_bytes() const { return weights_.bytes(); }
   uint64_t kv_bytes() const { return kv_.bytes(); }

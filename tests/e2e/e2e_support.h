@@ -89,8 +89,10 @@ inline FakeServer StartFakeWith(const ServerOptions& o, std::chrono::millisecond
   auto owned = std::make_unique<ModelDir>(std::move(model).value());
   auto fake = std::make_unique<testing::FakeModelRunner>(owned->config, delay);
   f.fake = fake.get();
+  EngineOptions eo = EngineOptionsFor(o);
+  eo.on_fatal = f.running.server->FatalHandler();
   Status st = f.running.server->Serve(
-      ServeEngine::Create(std::move(owned), std::move(fake), EngineOptionsFor(o)));
+      ServeEngine::Create(std::move(owned), std::move(fake), std::move(eo)));
   EXPECT_TRUE(st.ok()) << st.ToString();
   return f;
 }

@@ -57,9 +57,9 @@ TEST(ServerTest, StreamsDeltasThenAResultEqualToVlmserveGenerate) {
 
   // The same input through vlmserve-generate (greedy, the same image and prompt).
   const std::string dir = FixturePath(kModel);
-  const std::string cmd = std::string(VLMSERVE_GENERATE_BIN) + " --model " + dir + " --image " +
-                          dir +
-                          "/image0.png --prompt \"What do you see?\" --max-new-tokens 16 --json --output-mode text";
+  const std::string cmd =
+      std::string(VLMSERVE_GENERATE_BIN) + " --model " + dir + " --image " + dir +
+      "/image0.png --prompt \"What do you see?\" --max-new-tokens 16 --json --output-mode text";
   const testing::CommandResult gen = testing::RunCommand(cmd);
   ASSERT_EQ(gen.exit_code, 0) << gen.out;
   const std::string& json_out = gen.out;
@@ -667,6 +667,32 @@ TEST(ServerTransportTest, RunnerExceptionIsInternalWithTheRequestIdAndTheServerG
   EXPECT_TRUE(EngineIdle(f)) << "the failed request's pages were not freed";
   EXPECT_EQ(f.running.client->Health(), "SERVING");
   EXPECT_TRUE(f.running.client->Predict(ValidRequest()).status.ok());
+}
+
+// reliability.md G10: the runner's device fails for good. The call in flight ends UNAVAILABLE
+// saying why (a client retries elsewhere), health turns NOT_SERVING on the main port, new calls
+// are UNAVAILABLE, and the operator's hook runs once (main() exits 3 there, for a restart).
+TEST(ServerTransportTest, ARunnerThatFailsForGoodTurnsTheServerNotServing) {
+  ServerOptions o = TestOptions();
+  std::atomic<int> fatal{0};
+  o.on_fatal = [&fatal](const Status&) { ++fatal; };
+  FakeServer f = StartFakeWith(o, std::chrono::milliseconds(0));
+  ASSERT_EQ(f.running.client->Health(), "SERVING");
+  f.fake->broken = true;
+  v1::PredictRequest req = ValidRequest();
+  req.set_request_id("gpu-gone");
+  PredictOutcome out = f.running.client->Predict(req);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(out.status.error_message().find("the model runner failed"), std::string::npos)
+      << out.status.error_message();
+  for (int i = 0; i < 300 && fatal.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(fatal.load(), 1);
+  EXPECT_EQ(f.running.client->Health(), "NOT_SERVING");
+  PredictOutcome after = f.running.client->Predict(ValidRequest());
+  EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(after.status.error_message().find("restarting"), std::string::npos)
+      << after.status.error_message();
 }
 
 TEST(ServerTransportTest, ShutdownFinishesTheRunningStreamThenRefuses) {

@@ -38,6 +38,7 @@ class FakeModelRunner : public ModelRunner {
 
   StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override {
     if (throw_next.exchange(false)) throw std::runtime_error("fake runner: injected failure");
+    if (broken.load()) return InternalError("fake runner: illegal memory access");
     for (const StepRow& r : rows) {
       RETURN_IF_ERROR(ValidateStepRow(r, config_, pools_, true, true));
     }
@@ -68,8 +69,13 @@ class FakeModelRunner : public ModelRunner {
     return out;
   }
 
+  Status Health() const override {
+    return broken.load() ? InternalError("fake runner: the device is gone") : Status::Ok();
+  }
+
   std::atomic<int> calls{0}, prefills{0};
   std::atomic<bool> throw_next{false};  // the next Step throws (a bug in a runner)
+  std::atomic<bool> broken{false};      // Step fails and Health reports the device unusable
 
  private:
   Gemma3Config config_;

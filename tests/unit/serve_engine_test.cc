@@ -128,6 +128,46 @@ TEST(ServeEngineTest, StopEndsTheRunningRequestAtAStepAndTheQueuedOnesOnTheEngin
   EXPECT_FALSE(f.engine->Submit(TextRequest(1), running, nullptr).ok());
 }
 
+// reliability.md G10: the runner's device fails for good (a sticky CUDA error). The running
+// request and the queued one end with UNAVAILABLE saying so, on the engine thread; new requests
+// are refused; on_fatal is called once, after every request has been answered.
+TEST(ServeEngineTest, ARunnerThatFailsForGoodEndsEverythingAndCallsOnFatalOnce) {
+  EngineOptions o = Serial();
+  std::atomic<int> fatal_calls{0};
+  std::shared_ptr<RecordingSink> running = std::make_shared<RecordingSink>(),
+                                 queued = std::make_shared<RecordingSink>();
+  std::atomic<int> ended_before_fatal{-1};
+  Status fatal;
+  o.on_fatal = [&](const Status& s) {
+    ended_before_fatal = running->ends.load() + queued->ends.load();
+    fatal = s;
+    ++fatal_calls;
+  };
+  Fixture f = MakeEngine(20ms, o);
+  ASSERT_TRUE(f.engine->Submit(TextRequest(64), running, nullptr).ok());
+  ASSERT_TRUE(WaitForTokens(*running));
+  ASSERT_TRUE(f.engine->Submit(TextRequest(64), queued, nullptr).ok());
+  f.fake->broken = true;  // the next step fails, and the runner reports its device gone
+  for (int i = 0; i < 500 && fatal_calls.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(fatal_calls.load(), 1);
+  EXPECT_EQ(ended_before_fatal.load(), 2) << "on_fatal came before every request was answered";
+  EXPECT_NE(fatal.message().find("the device is gone"), std::string::npos) << fatal.ToString();
+  for (const auto& sink : {running, queued}) {
+    EXPECT_EQ(sink->ends.load(), 1);
+    EXPECT_EQ(sink->status.code(), StatusCode::kUnavailable) << sink->status.ToString();
+  }
+  for (const auto& sink : {running, queued}) {
+    EXPECT_NE(sink->status.message().find("the model runner failed"), std::string::npos)
+        << sink->status.message();
+  }
+  auto late = std::make_shared<RecordingSink>();
+  const Status refused = f.engine->Submit(TextRequest(4), late, nullptr);
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.message().find("the server is restarting"), std::string::npos);
+  f.engine->Stop();
+  EXPECT_EQ(fatal_calls.load(), 1);
+}
+
 TEST(ServeEngineTest, ExpiredAndCancelledRequestsNeverStart) {
   Fixture f = MakeEngine(20ms);
   auto first = std::make_shared<RecordingSink>(), expired = std::make_shared<RecordingSink>(),
@@ -191,9 +231,7 @@ TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
     Fixture f = MakeEngine(0ms, Serial(), /*start=*/false, /*first_token=*/stop - 2);
     struct Collect : ResponseSink {
       std::vector<int32_t> ids;
-      void OnDelta(OutputDelta d) override {
-        ids.insert(ids.end(), d.ids.begin(), d.ids.end());
-      }
+      void OnDelta(OutputDelta d) override { ids.insert(ids.end(), d.ids.begin(), d.ids.end()); }
       void OnResult(ServeResult) override {}
       void OnError(Status) override {}
     } sink;
