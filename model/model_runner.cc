@@ -91,4 +91,17 @@ Status ValidateStepRow(const StepRow& r, const Gemma3Config& config, const KvPoo
   return Status::Ok();
 }
 
+Status ValidateImageRef(const StepRow& row, const ImageRef& ref, int64_t batch_images) {
+  if (batch_images < 0) {
+    return InvalidArgumentError("step row of sequence " + std::to_string(row.sequence) +
+                                ": no encoded images with handle " + std::to_string(ref.handle));
+  }
+  if (ref.index < 0 || ref.index >= batch_images) {
+    return InvalidArgumentError("step row of sequence " + std::to_string(row.sequence) +
+                                ": image " + std::to_string(ref.index) + " of a batch of " +
+                                std::to_string(batch_images));
+  }
+  return Status::Ok();
+}
+
 }  // namespace vlmserve

@@ -100,4 +100,8 @@ class ModelRunner {
 Status ValidateStepRow(const StepRow& row, const Gemma3Config& config, const KvPoolSizes& pools,
                        bool has_full, bool has_sliding);
 
+// A row's image reference against the runner's live batches: `batch_images` is the size of the
+// batch behind ref.handle, or -1 when no live batch has that handle.
+Status ValidateImageRef(const StepRow& row, const ImageRef& ref, int64_t batch_images);
+
 }  // namespace vlmserve

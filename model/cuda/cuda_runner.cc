@@ -387,15 +387,7 @@ Status CudaModelRunner::Validate(const StepRow& row) const {
   RETURN_IF_ERROR(ValidateStepRow(row, config_, pools_, has_full_, has_sliding_));
   for (const ImageRef& ref : row.images) {
     auto it = images_.find(ref.handle);
-    if (it == images_.end()) {
-      return InvalidArgumentError("step row of sequence " + std::to_string(row.sequence) +
-                                  ": no encoded images with handle " + std::to_string(ref.handle));
-    }
-    if (ref.index < 0 || ref.index >= it->second.n) {
-      return InvalidArgumentError("step row of sequence " + std::to_string(row.sequence) +
-                                  ": image " + std::to_string(ref.index) + " of a batch of " +
-                                  std::to_string(it->second.n));
-    }
+    RETURN_IF_ERROR(ValidateImageRef(row, ref, it == images_.end() ? -1 : it->second.n));
   }
   return Status::Ok();
 }
