@@ -81,6 +81,10 @@ class ModelRunner {
   virtual StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) = 0;
   virtual void ReleaseImages(ImageHandle handle) = 0;
   virtual size_t live_image_batches() const = 0;
+  // A live batch's soft tokens as fp32 [n, mm_tokens_per_image, D] (bf16 values widened on the
+  // CUDA runner): for fidelity checks against transformers' get_image_features (vlmserve-dump),
+  // never on the serving path. NOT_FOUND for an unknown handle.
+  virtual StatusOr<std::vector<float>> ReadImages(ImageHandle handle) const = 0;
 
   // One output per row, in order. The whole batch is validated before any row runs: a bad row
   // fails the step and changes no page.

@@ -383,6 +383,18 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
   return handle;
 }
 
+StatusOr<std::vector<float>> CudaModelRunner::ReadImages(ImageHandle handle) const {
+  auto it = images_.find(handle);
+  if (it == images_.end()) return NotFoundError("no live image batch " + std::to_string(handle));
+  const size_t count = static_cast<size_t>(it->second.n * config_.mm_tokens_per_image *
+                                           config_.text.hidden_size);
+  std::vector<uint16_t> bits(count);
+  CUDA_CHECK(cudaMemcpy(bits.data(), it->second.soft.data(), count * 2, cudaMemcpyDeviceToHost));
+  std::vector<float> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = Bf16BitsToFloat(bits[i]);
+  return out;
+}
+
 Status CudaModelRunner::Validate(const StepRow& row) const {
   RETURN_IF_ERROR(ValidateStepRow(row, config_, pools_, has_full_, has_sliding_));
   for (const ImageRef& ref : row.images) {

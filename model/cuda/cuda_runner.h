@@ -78,6 +78,7 @@ class CudaModelRunner : public ModelRunner {
   StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) override;
   void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
   size_t live_image_batches() const override { return images_.size(); }
+  StatusOr<std::vector<float>> ReadImages(ImageHandle handle) const override;
   StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override;
   // A sticky error (illegal address, launch failure, ...) poisons the context: every later call
   // returns it. cudaStreamQuery reports it without waiting.

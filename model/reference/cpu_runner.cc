@@ -46,6 +46,12 @@ StatusOr<ImageHandle> CpuModelRunner::EncodeImages(std::span<const float> pixel_
   return h;
 }
 
+StatusOr<std::vector<float>> CpuModelRunner::ReadImages(ImageHandle handle) const {
+  auto it = images_.find(handle);
+  if (it == images_.end()) return NotFoundError("no live image batch " + std::to_string(handle));
+  return it->second.soft;
+}
+
 Status CpuModelRunner::Validate(const StepRow& row) const {
   RETURN_IF_ERROR(ValidateStepRow(row, config_, pools_, has_full_, has_sliding_));
   for (const ImageRef& ref : row.images) {

@@ -37,6 +37,7 @@ class CpuModelRunner : public ModelRunner {
   StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) override;
   void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
   size_t live_image_batches() const override { return images_.size(); }
+  StatusOr<std::vector<float>> ReadImages(ImageHandle handle) const override;
   StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override;
 
  private:

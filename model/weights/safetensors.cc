@@ -2,6 +2,7 @@
 #include "model/weights/safetensors.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -345,6 +346,29 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::stri
   ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   ASSIGN_OR_RETURN(SafetensorsHeader header, ParseSafetensors(file->bytes(), path, limits));
   return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(std::move(file), std::move(header)));
+}
+
+Status WriteSafetensors(const std::string& path, std::span<const TensorToWrite> tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const TensorToWrite& t : tensors) {
+    header[t.name] = {{"dtype", DTypeName(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.bytes.size()}}};
+    offset += t.bytes.size();
+  }
+  const std::string h = header.dump();
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((uint64_t{h.size()} >> (8 * i)) & 0xff);
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return InvalidArgumentError("WriteSafetensors: cannot create " + path);
+  bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(h.data(), 1, h.size(), f) == h.size();
+  for (const TensorToWrite& t : tensors) {
+    ok = ok && std::fwrite(t.bytes.data(), 1, t.bytes.size(), f) == t.bytes.size();
+  }
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) return InternalError("WriteSafetensors: writing " + path + " failed");
+  return Status::Ok();
 }
 
 }  // namespace vlmserve

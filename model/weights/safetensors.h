@@ -63,6 +63,19 @@ StatusOr<SafetensorsHeader> ParseSafetensors(std::span<const uint8_t> file_bytes
                                              const std::string& file,
                                              const SafetensorsLimits& limits = kSafetensorsLimits);
 
+// One tensor for WriteSafetensors: its bytes as stored (little-endian, numel × dtype size).
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::span<const uint8_t> bytes;
+};
+
+// Writes a safetensors file (the tensors in the given order, no alignment padding; the Python
+// library reads it). For tools that hand tensors to Python (vlmserve-dump) and tests that write
+// corrupt model files: the bytes are written as given, even when they don't fit the shape.
+Status WriteSafetensors(const std::string& path, std::span<const TensorToWrite> tensors);
+
 // A mapped, validated safetensors file. Tensor data pointers stay valid while it lives.
 class SafetensorsFile {
  public:

@@ -17,7 +17,7 @@ BUILD=build-gpu
 BUNDLE=.gpu-bundle
 MAX_MIB=40
 TARGETS=(vlmserve_gpu_tests vlmserve_gpu_runner_tests vlmserve_kernel_ref_tests vlmserve_bench_gemm
-         vlmserve_bench_kernels vlmserve-inspect)
+         vlmserve_bench_kernels vlmserve-inspect vlmserve-dump)
 
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 command -v nvcc >/dev/null || { echo "bundle.sh: nvcc not found; the GPU bundle needs the CUDA toolkit" >&2; exit 1; }

@@ -4,14 +4,23 @@
 #   2. the GPU tests from .gpu-bundle (or, plan B, a native minimal build if those don't start)
 #   3. the kernel benchmarks next to PyTorch's on the same shapes
 #   4. the transformers end-to-end baseline (bench/torch_e2e_baseline.py: vision, prefill, generate, SDPA d=72)
-#   5. compute-sanitizer --tool memcheck on the GPU tests ("unavailable" where it cannot run, not a failure)
+#   2c. the 4B fidelity check (issue 25): random weights of the real gemma-3-4b-it config made and
+#      run by transformers bf16 (tools/fidelity/reference.py), the same prompt through the CUDA
+#      runner (vlmserve-dump --device cuda), compared by tools/fidelity/compare.py
+#   5. compute-sanitizer: memcheck on the GPU tests and on the CUDA runner's tiny-model tests,
+#      racecheck on the attention tests at small shapes (VLMSERVE_GPU_SMALL=1) — "unavailable"
+#      where it cannot run, not a failure
 # and writes logs + JSON to $OUT (at most 8 files come back):
-#   machine.txt summary.txt gpu_tests.log (+ CPU reference tests) gpu_tests.json sanitizer.log
-#   bench_ours.json (GEMM + memory-bound kernels) bench_torch.json (the same in PyTorch) bench_torch_e2e.json
+#   machine.txt summary.txt gpu_tests.log (+ CPU reference, CUDA runner and fidelity logs)
+#   fidelity.json sanitizer.log bench_ours.json (GEMM + memory-bound kernels) bench_torch.json (the
+#   same in PyTorch) bench_torch_e2e.json
 #
 #   scripts/gpu/check.sh          on the GPU machine (device tool: carry [".gpu-bundle"])
 #   scripts/gpu/check.sh --dry    rehearsal here: same steps, tests skip, tools report unavailable
 #   VLMSERVE_CHECK_E2E=0          skip the transformers end-to-end baseline (≈20 s)
+#   VLMSERVE_CHECK_FIDELITY=0     skip the 4B fidelity check (≈2–3 min: a 8.6 GB model is written)
+#   VLMSERVE_PYTHON=PY            the Python for the fidelity check (default python3; a dry run here
+#                                 needs the tools venv: ~/venvs/vlmserve/bin/python)
 #
 # Prepare the bundle first, here: scripts/gpu/bundle.sh
 set -uo pipefail
@@ -101,6 +110,7 @@ run_tests() {  # name binary log json
   if [[ $rc -eq 0 ]]; then say "$1: ok — $line"; else say "FAIL $1 (exit $rc): $line"; FAILED=1; fi
 }
 run_tests "GPU tests" "$BIN/vlmserve_gpu_tests" "$OUT/gpu_tests.log" "$OUT/gpu_tests.json"
+rm -f "$OUT/gpu_tests.json"  # the log has every test; the 8 files that come back are counted
 run_tests "CPU reference tests" "$BIN/vlmserve_kernel_ref_tests" "$OUT/ref_tests.log" "$OUT/ref_tests.json"
 # The CUDA runner against the CPU runner on the tiny fixtures (found through VLMSERVE_SOURCE_DIR:
 # the binary was built on another machine). Older bundles do not have it.
@@ -115,12 +125,45 @@ fi
 rm -f "$OUT/ref_tests.json"  # keep the file count within what comes back (8 files)
 { echo; echo "==== CPU reference tests (vlmserve_kernel_ref_tests) ===="; cat "$OUT/ref_tests.log"; } >> "$OUT/gpu_tests.log"
 rm -f "$OUT/ref_tests.log"
-skipped=$(grep -oP '\[  SKIPPED \] \K[0-9]+(?= tests?, listed below)' "$OUT/gpu_tests.log" || echo 0)
+# (summed over the suites appended to the log)
+skipped=$(grep -oP '\[  SKIPPED \] \K[0-9]+(?= tests?, listed below)' "$OUT/gpu_tests.log" | awk '{s += $1} END {print s + 0}')
 if ((DRY)); then
   say "GPU tests skipped: ${skipped:-0} (expected in a dry run: no GPU here)"
 elif [[ "${skipped:-0}" != 0 ]]; then
   say "FAIL: ${skipped} GPU test(s) skipped on a GPU machine"; FAILED=1
 fi
+
+# ---- 2c. 4B fidelity: the CUDA runner against transformers bf16 ---------------------------------
+# tools/fidelity/run.sh: the model (8.6 GB) and the logit files (346 MB each) stay in a temp dir on
+# the machine's disk, never under $OUT. A dry run rehearses the same pipeline on a tiny config
+# with the CPU runner (VLMSERVE_PYTHON: a Python with torch and transformers, if python3 lacks them).
+PY="${VLMSERVE_PYTHON:-python3}"
+fidelity() {  # config device
+  { echo; echo "==== fidelity: $(basename "$1"), --device $2 (tools/fidelity/run.sh) ===="; } >> "$OUT/gpu_tests.log"
+  timeout 540 tools/fidelity/run.sh --config "$1" --device "$2" --dump "$BIN/vlmserve-dump" \
+    --python "$PY" --json "$OUT/fidelity.json" > "$OUT/fidelity.tmp" 2>&1
+  local rc=$?
+  cat "$OUT/fidelity.tmp" >> "$OUT/gpu_tests.log"
+  grep -E '^(vision|logits|top-1|greedy|fidelity):' "$OUT/fidelity.tmp" | sed 's/^/fidelity | /' | tee -a "$SUMMARY"
+  case $rc in
+    0) ;;
+    1) say "FAIL fidelity (figures above; fidelity.json)"; FAILED=1 ;;
+    *) say "FAIL fidelity: a step did not run (exit $rc): $(grep -v '^\[' "$OUT/fidelity.tmp" | tail -3 | tr '\n' ' ')"; FAILED=1 ;;
+  esac
+  rm -f "$OUT/fidelity.tmp"
+}
+if [[ "${VLMSERVE_CHECK_FIDELITY:-1}" != 1 ]]; then
+  say "fidelity: skipped (VLMSERVE_CHECK_FIDELITY=0)"
+elif [[ ! -x "$BIN/vlmserve-dump" ]]; then
+  say "fidelity: skipped (no vlmserve-dump in $BIN: an older bundle, or plan B's minimal build)"
+elif ! "$PY" -c 'import torch, transformers, safetensors' 2>/dev/null; then
+  say "$( ((DRY)) || echo 'FAIL ')fidelity: $PY has no torch/transformers/safetensors"; ((DRY)) || FAILED=1
+elif ((DRY)); then
+  fidelity tests/fixtures/decoder/pool16_six_layers/config.json cpu
+else
+  fidelity bench/configs/gemma-3-4b-it.json cuda
+fi
+say "fidelity done ($(elapsed))"
 
 # ---- 3. benchmarks next to PyTorch ------------------------------------------------------------
 # Ours: bench_gemm + bench_kernels → bench_ours.json; PyTorch's on the same shapes → bench_torch.json
@@ -204,25 +247,43 @@ else
   say "transformers baseline: skipped (no PyTorch/transformers here)"
 fi
 
-# ---- 5. compute-sanitizer memcheck (last: slowest, and "unavailable" on some machines) --------
+# ---- 5. compute-sanitizer (last: slowest, and "unavailable" on some machines) -----------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+: > "$OUT/sanitizer.log"
+sanitize() {  # label cap_seconds tool binary [args...]: one run, appended to sanitizer.log
+  local label="$1" cap="$2" tool="$3"; shift 3
+  local log="$OUT/sanitizer.tmp"
+  local extra=()
+  [[ "$tool" == memcheck ]] && extra=(--leak-check full)
+  timeout "$cap" "$SAN" --tool "$tool" --error-exitcode 99 "${extra[@]}" "$@" > "$log" 2>&1
+  local rc=$?
+  { echo "==== $label (compute-sanitizer --tool $tool, exit $rc) ===="; cat "$log"; } >> "$OUT/sanitizer.log"
+  local summary_line
+  summary_line=$(grep -m1 'ERROR SUMMARY\|RACECHECK SUMMARY' "$log")
+  rm -f "$log"
+  if [[ $rc -eq 0 && -n "$summary_line" ]]; then
+    say "$label: clean — $summary_line"
+  elif [[ $rc -eq 124 ]]; then
+    say "$label: not finished within its ${cap} s cap (no finding before that; see sanitizer.log)"
+  elif [[ $rc -eq 99 ]]; then
+    say "FAIL $label: $summary_line (see sanitizer.log)"; FAILED=1
+  elif [[ -z "$summary_line" ]]; then
+    say "$label: unavailable on this machine (exit $rc: $(grep -m1 -iE 'error|unable|not supported' "$OUT/sanitizer.log"))"
+  else
+    say "FAIL $label run (exit $rc): $summary_line"; FAILED=1
+  fi
+}
 if [[ -z "$SAN" ]]; then
   echo "compute-sanitizer not found" > "$OUT/sanitizer.log"
-  say "memcheck: unavailable (compute-sanitizer not found)"
+  say "sanitizers: unavailable (compute-sanitizer not found)"
 else
-  timeout 240 "$SAN" --tool memcheck --error-exitcode 99 --leak-check full \
-    "$BIN/vlmserve_gpu_tests" > "$OUT/sanitizer.log" 2>&1
-  rc=$?
-  summary_line=$(grep -m1 'ERROR SUMMARY' "$OUT/sanitizer.log")
-  if [[ $rc -eq 0 && -n "$summary_line" ]]; then
-    say "memcheck: clean — $summary_line"
-  elif [[ $rc -eq 99 ]]; then
-    say "FAIL memcheck: $summary_line (see sanitizer.log)"; FAILED=1
-  elif [[ -z "$summary_line" ]]; then
-    say "memcheck: unavailable on this machine (exit $rc: $(grep -m1 -iE 'error|unable|not supported' "$OUT/sanitizer.log"))"
-  else
-    say "FAIL memcheck run (exit $rc): $summary_line"; FAILED=1
+  sanitize "memcheck GPU tests" 150 memcheck "$BIN/vlmserve_gpu_tests"
+  if [[ -x "$BIN/vlmserve_gpu_runner_tests" ]]; then
+    VLMSERVE_SOURCE_DIR="$ROOT" sanitize "memcheck CUDA runner tests" 120 memcheck \
+      "$BIN/vlmserve_gpu_runner_tests"
   fi
+  VLMSERVE_GPU_SMALL=1 sanitize "racecheck attention (small shapes)" 90 racecheck \
+    "$BIN/vlmserve_gpu_tests" --gtest_filter='CudaAttentionTest.*'
 fi
 
 say "total $(elapsed); result: $( ((FAILED)) && echo FAILED || echo ok)"

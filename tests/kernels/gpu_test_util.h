@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,13 @@
   } while (0)
 
 namespace vlmserve::testing {
+
+// VLMSERVE_GPU_SMALL=1: tests with large shapes keep only the small ones (scripts/gpu/check.sh sets
+// it for compute-sanitizer's racecheck, which is too slow for N = 4096 images within its cap).
+inline bool SmallShapesOnly() {
+  const char* e = std::getenv("VLMSERVE_GPU_SMALL");
+  return e != nullptr && e[0] == '1';
+}
 
 template <typename T>
 class DeviceBuffer {

@@ -35,6 +35,9 @@ class FakeModelRunner : public ModelRunner {
   }
   void ReleaseImages(ImageHandle h) override { images_.erase(h); }
   size_t live_image_batches() const override { return images_.size(); }
+  StatusOr<std::vector<float>> ReadImages(ImageHandle) const override {
+    return UnimplementedError("the fake runner computes no soft tokens");
+  }
 
   StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override {
     if (throw_next.exchange(false)) throw std::runtime_error("fake runner: injected failure");

@@ -23,21 +23,13 @@ struct RawTensor {
 
 inline void WriteSafetensors(const std::filesystem::path& path,
                              const std::vector<RawTensor>& tensors) {
-  nlohmann::json header = nlohmann::json::object();
-  uint64_t offset = 0;
-  std::string data;
+  std::vector<TensorToWrite> out;
   for (const RawTensor& t : tensors) {
-    header[t.name] = {{"dtype", DTypeName(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
-    data += t.bytes;
+    out.push_back({t.name, t.dtype, t.shape,
+                   {reinterpret_cast<const uint8_t*>(t.bytes.data()), t.bytes.size()}});
   }
-  const std::string h = header.dump();
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i)
-    out[static_cast<size_t>(i)] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  std::ofstream(path, std::ios::binary) << out << h << data;
+  const Status s = vlmserve::WriteSafetensors(path.string(), out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
 }
 
 inline std::vector<RawTensor> ReadAll(const std::filesystem::path& path) {
