@@ -19,6 +19,7 @@
 
 #include "bench/cuda_timer.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/avg_pool.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/embedding.h"
@@ -205,6 +206,43 @@ int main(int argc, char** argv) {
     Report(("patch_embed_" + std::to_string(images)).c_str(), std::to_string(images) + "x3x896x896",
            4.0 * images * 3 * 896 * 896 + 2.0 * rows * V + 2.0 * V * cols + 2.0 * kPatches * V,
            timer.Time("patch_embed", [&] { return gpu::PatchEmbed(**gemm, pe, nullptr); }));
+  }
+  std::printf("\n],\n");
+
+  // The vision tower's attention (SigLIP of the 4B: 16 heads × 4096 tokens × head_dim 72 per
+  // image), both paths, as TFLOP/s of the exact d = 72 work: 4 · images · heads · n² · 72 (QKᵀ and
+  // PV, 2 FLOP per multiply-add). torch's SDPA backends on the same shapes: bench_torch_e2e.json.
+  std::printf("\"attention\": [\n");
+  first_result = true;
+  for (int64_t images : {int64_t{1}, int64_t{4}}) {
+    const int64_t n = 4096, heads = 16, hd = 72, count = images * n * heads * hd;
+    auto* q = arena.Alloc<bf16>(count);
+    auto* k = arena.Alloc<bf16>(count);
+    auto* v = arena.Alloc<bf16>(count);
+    auto* o = arena.Alloc<bf16>(count);
+    for (auto path : {gpu::AttentionPath::kFast, gpu::AttentionPath::kGeneric}) {
+      gpu::DenseAttentionArgs a;
+      a.q = q;
+      a.k = k;
+      a.v = v;
+      a.o = o;
+      a.images = images;
+      a.n = n;
+      a.heads = heads;
+      a.hd = hd;
+      a.scale = 1.f / std::sqrt(72.f);
+      a.path = path;
+      const char* which = path == gpu::AttentionPath::kFast ? "fast" : "generic";
+      const auto us = timer.Time(which, [&] { return gpu::DenseAttention(a, nullptr); });
+      const double flop = 4.0 * images * heads * double(n) * n * hd;
+      std::printf("%s  {\"name\": \"vision_attention_%s_%lld\", \"shape\": \"%lldx%lldx%lldx%lld\", "
+                  "\"median_us\": %.1f, \"min_us\": %.1f, \"tflops\": %.1f}",
+                  first_result ? "" : ",\n", which, static_cast<long long>(images),
+                  static_cast<long long>(images), static_cast<long long>(heads),
+                  static_cast<long long>(n), static_cast<long long>(hd), us.first, us.second,
+                  flop / (us.first * 1e-6) / 1e12);
+      first_result = false;
+    }
   }
   std::printf("\n]}\n");
   return 0;

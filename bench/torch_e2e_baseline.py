@@ -78,11 +78,11 @@ def request(cfg, dev, dtype, text_tokens):
     return input_ids, token_type_ids, pixel_values
 
 
-def sdpa_bench(dev, dtype, repeats):
+def sdpa_bench(dev, dtype, repeats, b=1):
     if dev != "cuda":
         return {"skipped": "CUDA only"}
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    b, h, n, d = 1, 16, 4096, 72
+    h, n, d = 16, 4096, 72
     q, k, v = (torch.randn(b, h, n, d, device=dev, dtype=dtype) for _ in range(3))
     flops = 4 * b * h * n * n * d
     out = {"shape": [b, h, n, d], "gflop": round(flops / 1e9, 2), "backends": {}}
@@ -139,6 +139,7 @@ def main():
            "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "dtype": args.dtype,
            "config": os.path.relpath(args.config), "attn_implementation": "sdpa", "repeats": args.repeats}
     out["sdpa_vision_attention"] = sdpa_bench(dev, dtype, 20)
+    out["sdpa_vision_attention_4"] = sdpa_bench(dev, dtype, 20, b=4)  # issue 24's shape: 4 images
 
     t0 = time.perf_counter()
     cfg, model = build_model(args.config, dev, dtype)

@@ -1,6 +1,11 @@
 // The generic attention kernels (see attention.h): a warp per (query token, query head), online
 // softmax in fp32.
 #include "kernels/cuda/attention.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/attention_vision72.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/launch_util.h"
 #include "kernels/kv_layout.h"
@@ -149,6 +154,19 @@ Status DenseAttention(const DenseAttentionArgs& a, cudaStream_t stream) {
   const int64_t stride = a.token_stride ? a.token_stride : a.heads * a.hd;
   if (stride < a.heads * a.hd) return BadArgs(kOp, "token_stride below heads · head_dim");
   if (a.images == 0) return Status::Ok();
+  static const bool force_generic = [] {
+    const char* e = std::getenv("VLMSERVE_ATTENTION");
+    return e != nullptr && std::strcmp(e, "generic") == 0;
+  }();
+  if (a.path != AttentionPath::kGeneric) {
+    const bool fast = VisionAttention72Supported(a, stride);
+    if (a.path == AttentionPath::kFast && !fast) {
+      return BadArgs(kOp, "the fast path needs head_dim 72, 16-byte aligned rows and sm_80+");
+    }
+    if (fast && (a.path == AttentionPath::kFast || !force_generic)) {
+      return VisionAttention72(a, stride, stream);
+    }
+  }
   const int64_t warps = a.images * a.n * a.heads;
   DenseAttentionKernel<<<static_cast<unsigned>((warps + kWarps - 1) / kWarps), kWarps * 32, 0,
                          stream>>>(a, stride);

@@ -1,6 +1,8 @@
 // Attention on the device — the generic path, simply correct for any even head_dim ≤ 256 (the
-// tiny test models use 12–40, Gemma 3 uses 72 for vision and 256 for the decoder); the fast
-// paths for 72 and 256 (issue 24) dispatch from the same launchers later.
+// tiny test models use 12–40, Gemma 3 uses 72 for vision and 256 for the decoder), and fast paths
+// dispatched from the same launchers: DenseAttention at head_dim 72 on tensor cores
+// (attention_vision72.cu, sm_80+; NOT YET RUN ON A GPU). The paged fast paths for 256 (prefill,
+// flash-decoding) are still to come (issue 24).
 //
 //   PagedAttention  the decoder's attention for one Step: rows of prefill chunks and decode runs
 //                   (any number of query tokens per row) of different sequences, K/V read
@@ -45,6 +47,13 @@ struct PagedAttentionArgs {
 };
 Status PagedAttention(const PagedAttentionArgs& args, cudaStream_t stream);
 
+// Which kernel DenseAttention runs. kAuto: the fast path when it supports the arguments
+// (attention_vision72.h), else the generic one — unless the environment variable
+// VLMSERVE_ATTENTION=generic forces the generic path (to bisect a suspected kernel on a GPU).
+// kGeneric / kFast force one (kFast: INVALID_ARGUMENT where it cannot run); tests and benchmarks
+// compare them.
+enum class AttentionPath { kAuto, kGeneric, kFast };
+
 struct DenseAttentionArgs {
   const __nv_bfloat16* q = nullptr;  // [images, n, heads, hd] (token_stride between tokens)
   const __nv_bfloat16* k = nullptr;
@@ -53,6 +62,7 @@ struct DenseAttentionArgs {
   int64_t images = 0, n = 0, heads = 0, hd = 0;
   int64_t token_stride = 0;  // elements between tokens of q, k, v; 0 = heads · hd (a fused qkv: 3×)
   float scale = 1.0f;
+  AttentionPath path = AttentionPath::kAuto;
 };
 Status DenseAttention(const DenseAttentionArgs& args, cudaStream_t stream);
 

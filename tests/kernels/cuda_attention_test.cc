@@ -3,7 +3,8 @@
 // computation done as transformers' eager bf16 attention does it (bf16 scores, scaled in bf16,
 // softmax in fp32 rounded to bf16, bf16 output). Paged: prefill chunks with an image block, a chunk
 // at an offset, decode rows and forced runs in one launch, random physical pages, full and sliding
-// layers, GQA 1/2/4/8, head_dim 16, 40, 72, 256. Dense: N = 1, 7, 255, 256, 4096, 4097.
+// layers, GQA 1/2/4/8, head_dim 16, 40, 72, 256. Dense: N = 1, 7, 255, 256, 4096, 4097 through
+// the generic kernel, and the head_dim-72 tensor-core path over its tile edges (N = 1 … 4097).
 // Without a device these skip, except the argument checks.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
@@ -175,56 +176,114 @@ TEST(CudaAttentionTest, PagedMatchesReferenceOverRowsMasksAndHeads) {
   }
 }
 
+// One dense case: `images` images of n tokens, `heads` heads of hd; q/k/v rows `stride` elements
+// apart (0 = heads · hd; 3 · heads · hd = a fused qkv buffer), through `path`.
+void RunDense(int64_t images, int64_t n, int64_t heads, int64_t hd, int64_t stride,
+              gpu::AttentionPath path) {
+  const float scale = 1.f / std::sqrt(float(hd));
+  const int64_t row = stride ? stride : heads * hd;
+  testing::Rng rng(static_cast<uint32_t>(n * 131 + hd + stride));
+  // q, k, v as they lie in device memory (rows `row` apart; k and v start hd·heads in when fused).
+  const int64_t k_at = stride ? heads * hd : 0, v_at = stride ? 2 * heads * hd : 0;
+  const std::vector<float> qm = RandBf16(rng, images * n * row);
+  const std::vector<float> km = stride ? qm : RandBf16(rng, images * n * row);
+  const std::vector<float> vm = stride ? qm : RandBf16(rng, images * n * row);
+  const int64_t count = images * n * heads * hd;
+  std::vector<float> q(count), k(count), v(count), ref(count), flow(count);
+  for (int64_t t = 0; t < images * n; ++t) {
+    for (int64_t i = 0; i < heads * hd; ++i) {
+      q[t * heads * hd + i] = qm[t * row + i];
+      k[t * heads * hd + i] = km[t * row + k_at + i];
+      v[t * heads * hd + i] = vm[t * row + v_at + i];
+    }
+  }
+  for (int64_t img = 0; img < images; ++img) {
+    AttentionRefArgs ra;
+    const int64_t off = img * n * heads * hd;
+    ra.q = q.data() + off;
+    ra.k = k.data() + off;
+    ra.v = v.data() + off;
+    ra.o = ref.data() + off;
+    ra.sq = ra.sk = n;
+    ra.hq = ra.hkv = heads;
+    ra.hd = hd;
+    ra.scale = scale;
+    AttentionRef(ra);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t h = 0; h < heads; ++h) {
+        std::vector<const float*> ks, vs;
+        for (int64_t j = 0; j < n; ++j) {
+          ks.push_back(k.data() + off + (j * heads + h) * hd);
+          vs.push_back(v.data() + off + (j * heads + h) * hd);
+        }
+        Bf16Flow(q.data() + off + (i * heads + h) * hd, ks, vs, hd, scale,
+                 flow.data() + off + (i * heads + h) * hd);
+      }
+    }
+  }
+  DeviceBuffer<__nv_bfloat16> dq(ToBf16(qm)), dk(ToBf16(km)), dv(ToBf16(vm)), dout(count);
+  gpu::DenseAttentionArgs a;
+  a.q = dq.get();
+  a.k = (stride ? dq.get() : dk.get()) + k_at;
+  a.v = (stride ? dq.get() : dv.get()) + v_at;
+  a.o = dout.get();
+  a.images = images;
+  a.n = n;
+  a.heads = heads;
+  a.hd = hd;
+  a.token_stride = stride;
+  a.scale = scale;
+  a.path = path;
+  const Status st = gpu::DenseAttention(a, nullptr);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ExpectWithinTwiceBf16Flow(std::string(path == gpu::AttentionPath::kFast ? "fast" : "generic") +
+                                " dense images=" + std::to_string(images) +
+                                " n=" + std::to_string(n) + " heads=" + std::to_string(heads) +
+                                " hd=" + std::to_string(hd) + " stride=" + std::to_string(stride),
+                            FromBf16(dout.ToHost()), ref, flow);
+}
+
 TEST(CudaAttentionTest, DenseMatchesReferenceOverImageSizes) {
   SKIP_WITHOUT_GPU();
   for (int64_t n : {1, 7, 255, 256, 4096, 4097}) {
     if (n > 256 && testing::SmallShapesOnly()) continue;
-    const int64_t images = n > 1000 ? 1 : 2, heads = n > 1000 ? 2 : 16, hd = 72;
-    const float scale = 1.f / std::sqrt(float(hd));
-    testing::Rng rng(static_cast<uint32_t>(n));
-    const int64_t count = images * n * heads * hd;
-    const std::vector<float> q = RandBf16(rng, count), k = RandBf16(rng, count),
-                             v = RandBf16(rng, count);
-    std::vector<float> ref(count), flow(count);
-    for (int64_t img = 0; img < images; ++img) {
-      AttentionRefArgs ra;
-      const int64_t off = img * n * heads * hd;
-      ra.q = q.data() + off;
-      ra.k = k.data() + off;
-      ra.v = v.data() + off;
-      ra.o = ref.data() + off;
-      ra.sq = ra.sk = n;
-      ra.hq = ra.hkv = heads;
-      ra.hd = hd;
-      ra.scale = scale;
-      AttentionRef(ra);
-      for (int64_t i = 0; i < n; ++i) {
-        for (int64_t h = 0; h < heads; ++h) {
-          std::vector<const float*> ks, vs;
-          for (int64_t j = 0; j < n; ++j) {
-            ks.push_back(k.data() + off + (j * heads + h) * hd);
-            vs.push_back(v.data() + off + (j * heads + h) * hd);
-          }
-          Bf16Flow(q.data() + off + (i * heads + h) * hd, ks, vs, hd, scale,
-                   flow.data() + off + (i * heads + h) * hd);
-        }
-      }
-    }
-    DeviceBuffer<__nv_bfloat16> dq(ToBf16(q)), dk(ToBf16(k)), dv(ToBf16(v)), dout(count);
-    gpu::DenseAttentionArgs a;
-    a.q = dq.get();
-    a.k = dk.get();
-    a.v = dv.get();
-    a.o = dout.get();
-    a.images = images;
-    a.n = n;
-    a.heads = heads;
-    a.hd = hd;
-    a.scale = scale;
-    ASSERT_TRUE(gpu::DenseAttention(a, nullptr).ok());
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    ExpectWithinTwiceBf16Flow("dense n=" + std::to_string(n), FromBf16(dout.ToHost()), ref, flow);
+    RunDense(n > 1000 ? 1 : 2, n, n > 1000 ? 2 : 16, 72, 0, gpu::AttentionPath::kGeneric);
   }
+  RunDense(2, 33, 3, 40, 0, gpu::AttentionPath::kGeneric);   // a tiny model's head_dim
+  RunDense(1, 50, 2, 72, 3 * 2 * 72, gpu::AttentionPath::kGeneric);  // fused qkv rows
+}
+
+// The tensor-core path for head_dim 72 (attention_vision72.cu): every tile edge — one token, a
+// partial first tile, exactly one and four tiles, one past — a batch of images, 16 heads, the
+// 4B's 4096 tokens, and q/k/v inside one fused qkv buffer.
+TEST(CudaAttentionTest, DenseFastPathMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t n : {1, 7, 63, 64, 65, 255, 256, 4096, 4097}) {
+    if (n > 256 && testing::SmallShapesOnly()) continue;
+    RunDense(n > 1000 ? 1 : 3, n, n > 1000 ? 2 : 16, 72, 0, gpu::AttentionPath::kFast);
+  }
+  RunDense(2, 130, 4, 72, 3 * 4 * 72, gpu::AttentionPath::kFast);
+}
+
+TEST(CudaAttentionTest, DenseFastPathRefusesWhatItCannotRun) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer<__nv_bfloat16> buf(size_t{4096});
+  gpu::DenseAttentionArgs a;
+  a.q = a.k = a.v = buf.get();
+  a.o = buf.get() + 2048;
+  a.images = 1;
+  a.n = 4;
+  a.heads = 2;
+  a.hd = 40;  // not 72
+  a.path = gpu::AttentionPath::kFast;
+  EXPECT_EQ(gpu::DenseAttention(a, nullptr).code(), StatusCode::kInvalidArgument);
+  a.hd = 72;
+  a.q = buf.get() + 1;  // not 16-byte aligned
+  EXPECT_EQ(gpu::DenseAttention(a, nullptr).code(), StatusCode::kInvalidArgument);
+  a.path = gpu::AttentionPath::kAuto;  // auto falls back to the generic kernel
+  EXPECT_TRUE(gpu::DenseAttention(a, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
 // Argument checks run before any launch (also without a device).
