@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/mma_fragments.h"
 
 namespace vlmserve::gpu {
 namespace {
@@ -118,14 +119,13 @@ __global__ void __launch_bounds__(kThreads)
   uint32_t qf[5][4];
 #pragma unroll
   for (int ks = 0; ks < 5; ++ks) {
-    Ldsm4(qf[ks], sm.q + (warp * 16 + (lane & 15)) * kRow + ks * 16 + (lane >> 4) * 8);
+    Ldsm4(qf[ks], sm.q + mma::ARow(warp * 16, lane) * kRow + mma::ACol(ks * 16, lane));
   }
 
   const float scale_log2 = a.scale * 1.4426950408889634f;  // softmax in base 2
   float o[9][4] = {};
   float m[2] = {-INFINITY, -INFINITY};  // running max (scaled, log2 domain) of rows lane/4, +8
   float l[2] = {0.f, 0.f};              // this lane's part of the running row sums
-  const int mat = lane >> 3, mr = lane & 7;  // ldmatrix: which 8×8 matrix this lane addresses
 
   for (int64_t k0 = 0; k0 < n; k0 += kBN) {
     __syncthreads();  // every warp is done with the previous K/V tile
@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t b[4];
-        Ldsm4(b, sm.k + (np * 16 + (mat >> 1) * 8 + mr) * kRow + ks * 16 + (mat & 1) * 8);
+        Ldsm4(b, sm.k + mma::BKeyRow(np * 16, lane) * kRow + mma::BKeyCol(ks * 16, lane));
         Mma(s[2 * np], qf[ks], b[0], b[1]);
         Mma(s[2 * np + 1], qf[ks], b[2], b[3]);
       }
@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int64_t key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+        const int64_t key = k0 + j * 8 + mma::CCol(lane, e);
         s[j][e] = edge && key >= n ? -INFINITY : s[j][e] * scale_log2;
       }
     }
@@ -194,20 +194,22 @@ __global__ void __launch_bounds__(kThreads)
     // ldmatrix.trans (rows are keys, columns d).
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t pa[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
-                              PackBf16(s[2 * kk][2], s[2 * kk][3]),
-                              PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      const bf16* vrow = sm.v + (kk * 16 + (mat & 1) * 8 + mr) * kRow;
+      uint32_t pa[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const float* p = s[mma::PTile(kk, r)] + mma::PFirst(r);
+        pa[r] = PackBf16(p[0], p[1]);
+      }
+      const bf16* vrow = sm.v + mma::VKeyRow(kk * 16, lane) * kRow;
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t b[4];
-        Ldsm4T(b, vrow + np * 16 + (mat >> 1) * 8);
+        Ldsm4T(b, vrow + mma::VCol(np * 16, lane));
         Mma(o[2 * np], pa, b[0], b[1]);
         Mma(o[2 * np + 1], pa, b[2], b[3]);
       }
       uint32_t b[2];
-      Ldsm2T(b, vrow + 64);  // columns 64..71 (lanes 16-31 repeat lanes 0-15's addresses)
+      Ldsm2T(b, vrow + mma::VColX2(64, lane));  // columns 64..71 (lanes 16-31 repeat 0-15's rows)
       Mma(o[8], pa, b[0], b[1]);
     }
   }
@@ -218,13 +220,12 @@ __global__ void __launch_bounds__(kThreads)
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
   }
-  const int64_t row0 = q0 + warp * 16 + (lane >> 2);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int64_t row = row0 + half * 8;
+    const int64_t row = q0 + warp * 16 + mma::CRow(lane, 2 * half);
     if (row >= n) continue;
     const float inv = 1.f / l[half];
-    bf16* out = a.o + ((img * n + row) * a.heads + h) * kD + (lane & 3) * 2;
+    bf16* out = a.o + ((img * n + row) * a.heads + h) * kD + mma::CCol(lane, 0);
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
       *reinterpret_cast<__nv_bfloat162*>(out + t * 8) =
