@@ -29,6 +29,7 @@
 #include "kernels/cuda/patch_embed.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/sample.h"
 
 namespace {
 
@@ -206,6 +207,27 @@ int main(int argc, char** argv) {
     Report(("patch_embed_" + std::to_string(images)).c_str(), std::to_string(images) + "x3x896x896",
            4.0 * images * 3 * 896 * 896 + 2.0 * rows * V + 2.0 * V * cols + 2.0 * kPatches * V,
            timer.Time("patch_embed", [&] { return gpu::PatchEmbed(**gemm, pe, nullptr); }));
+  }
+  // Greedy sampling of a step's rows on the 262,208-token vocabulary (token + logprob per row,
+  // no mask); bytes: the logits read once (the kernel reads them twice, the second time mostly
+  // from L2).
+  for (int64_t rows : {int64_t{1}, int64_t{8}, int64_t{64}}) {
+    const int64_t vocab = 262208;
+    auto* logits = arena.Alloc<bf16>(rows * vocab);
+    std::vector<int32_t> row_ids(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) row_ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    auto* d_rows = arena.Alloc<int32_t>(rows);
+    BENCH_CHECK_CUDA(cudaMemcpy(d_rows, row_ids.data(), row_ids.size() * 4, cudaMemcpyHostToDevice));
+    auto* results = arena.Alloc<gpu::GreedyResult>(rows);
+    gpu::GreedySampleArgs gs;
+    gs.logits = logits;
+    gs.rows = d_rows;
+    gs.out = results;
+    gs.samples = gs.logit_rows = rows;
+    gs.vocab = vocab;
+    Report(("greedy_sample_" + std::to_string(rows)).c_str(),
+           std::to_string(rows) + "x" + std::to_string(vocab), 2.0 * rows * vocab,
+           timer.Time("greedy_sample", [&] { return gpu::GreedySample(gs, nullptr); }));
   }
   std::printf("\n],\n");
 

@@ -105,6 +105,17 @@ def main():
             time(f"patch_embed_{images}", f"{images}x3x896x896",
                  4 * images * 3 * 896 * 896 + 2 * rows * V + 2 * V * 588 + 2 * P * V, patch_embed)
 
+        # Greedy sampling of a step's last-position logits: what transformers' generate does per
+        # row (the fp32 copy of the logits, argmax) plus the logsumexp our logprob needs.
+        for rows in (1, 8, 64):
+            lg = torch.randn(rows, VOCAB, device=dev, dtype=bf)
+
+            def greedy():
+                f = lg.float()
+                return f.argmax(-1), torch.logsumexp(f, -1)
+
+            time(f"greedy_sample_{rows}", f"{rows}x{VOCAB}", 2 * rows * VOCAB, greedy)
+
     print(json.dumps({"bench": "torch_kernels", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
                       "repeats": args.repeats, "copy_gbps": copy_gbps, "results": results}, indent=1))
 

@@ -21,6 +21,7 @@
 #include "kernels/cuda/patch_embed.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/sample.h"
 #include "kernels/kv_layout.h"
 #include "model/weights/tensor_names.h"
 #include "model/weights/weight_convert.h"
@@ -476,6 +477,39 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const int64_t T = static_cast<int64_t>(ids.size());
   const int64_t M = static_cast<int64_t>(logit_rows.size());
 
+  // ---- where each row's sample is drawn: greedy rows on the device (kernels/cuda/sample: only
+  // the token and its logprob come back), the rest by SampleRef on the host, which needs the
+  // row's logits (as does a row that asks for them) ----
+  std::vector<int32_t> greedy_rows, greedy_mask_of;  // per device sample: logits row, mask or -1
+  std::vector<uint32_t> greedy_masks;
+  std::vector<int64_t> greedy_of(static_cast<size_t>(R), -1);  // step row → device sample
+  std::vector<int64_t> host_at(static_cast<size_t>(R), -1);    // step row → its host logits
+  int64_t host_rows = 0;
+  {
+    int64_t at = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      const StepRow& row = rows[static_cast<size_t>(r)];
+      const int64_t count = logit_count[static_cast<size_t>(r)];
+      const bool on_device = row.sample && row.sampling.temperature == 0.0f &&
+                             row.top_logprobs == 0 && row.logits == LogitsMode::kNone;
+      if (on_device) {
+        greedy_of[static_cast<size_t>(r)] = static_cast<int64_t>(greedy_rows.size());
+        greedy_rows.push_back(static_cast<int32_t>(at + count - 1));
+        if (row.allowed) {
+          greedy_mask_of.push_back(static_cast<int32_t>(greedy_masks.size() / MaskWords(V)));
+          greedy_masks.insert(greedy_masks.end(), row.allowed, row.allowed + MaskWords(V));
+        } else {
+          greedy_mask_of.push_back(-1);
+        }
+      } else if (count > 0) {
+        host_at[static_cast<size_t>(r)] = host_rows;
+        host_rows += count;
+      }
+      at += count;
+    }
+  }
+  const int64_t G = static_cast<int64_t>(greedy_rows.size());
+
   // ---- device buffers: one scratch allocation, inputs uploaded with one copy ----
   Carver cv;
   const size_t x_at = cv.Add(static_cast<size_t>(T * D) * 2);
@@ -490,6 +524,7 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const size_t hin_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * D) * 2);
   const size_t h_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * D) * 2);
   const size_t logits_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * V) * 2);
+  const size_t greedy_at = cv.Add(static_cast<size_t>(G) * sizeof(gpu::GreedyResult));
   // Inputs, in the order they are staged on the host.
   Carver in;
   const size_t ids_in = in.Add(ids.size() * 4), pos_in = in.Add(positions.size() * 4);
@@ -497,6 +532,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const size_t rs_in = in.Add(row_start.size() * 4), tf_in = in.Add(tables_full.size() * 4);
   const size_t ts_in = in.Add(tables_sliding.size() * 4), sf_in = in.Add(slots_full.size() * 4);
   const size_t ss_in = in.Add(slots_sliding.size() * 4), skip_in = in.Add(skip.size());
+  const size_t grow_in = in.Add(greedy_rows.size() * 4);
+  const size_t gmask_of_in = in.Add(greedy_mask_of.size() * 4);
+  const size_t gmask_in = in.Add(greedy_masks.size() * 4);
   const size_t inputs_at = cv.Add(in.total());
   RETURN_IF_ERROR(step_scratch_.Reserve(cv.total()));
   uint8_t* base = step_scratch_.data();
@@ -515,6 +553,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   stage(sf_in, slots_full.data(), slots_full.size() * 4);
   stage(ss_in, slots_sliding.data(), slots_sliding.size() * 4);
   stage(skip_in, skip.data(), skip.size());
+  stage(grow_in, greedy_rows.data(), greedy_rows.size() * 4);
+  stage(gmask_of_in, greedy_mask_of.data(), greedy_mask_of.size() * 4);
+  stage(gmask_in, greedy_masks.data(), greedy_masks.size() * 4);
   uint8_t* inputs = base + inputs_at;
   CUDA_CHECK(cudaMemcpyAsync(inputs, host_staging_.data(), host_staging_.size(),
                              cudaMemcpyHostToDevice, stream_));
@@ -612,7 +653,8 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   }
 
   // ---- logits of the rows that need them: final norm, LM head (tied: the embedding) ----
-  std::vector<uint16_t> host_logits(static_cast<size_t>(M * V));
+  std::vector<gpu::GreedyResult> greedy(static_cast<size_t>(G));
+  std::vector<uint16_t> host_logits(static_cast<size_t>(host_rows * V));
   if (M > 0) {
     for (int64_t i = 0; i < M; ++i) {
       CUDA_CHECK(cudaMemcpyAsync(h_in + i * D, x + logit_rows[static_cast<size_t>(i)] * D,
@@ -621,24 +663,72 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
     RETURN_IF_ERROR(rms(h_in, h, final_norm_, M, 1, D));
     RETURN_IF_ERROR(
         gemm_->Run({h, lm_head_ ? lm_head_ : embed_, logits, M, V, D, nullptr, nullptr}, stream_));
-    CUDA_CHECK(cudaMemcpyAsync(host_logits.data(), logits, host_logits.size() * 2,
-                               cudaMemcpyDeviceToHost, stream_));
+    if (G > 0) {
+      auto* results = reinterpret_cast<gpu::GreedyResult*>(base + greedy_at);
+      gpu::GreedySampleArgs ga;
+      ga.logits = logits;
+      ga.rows = dev_i32(grow_in);
+      ga.mask_of = dev_i32(gmask_of_in);
+      ga.masks = reinterpret_cast<const uint32_t*>(inputs + gmask_in);
+      ga.out = results;
+      ga.samples = G;
+      ga.logit_rows = M;
+      ga.vocab = V;
+      RETURN_IF_ERROR(gpu::GreedySample(ga, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(greedy.data(), results, greedy.size() * sizeof(greedy[0]),
+                                 cudaMemcpyDeviceToHost, stream_));
+    }
+    // The host's rows, each a contiguous run of the logits buffer.
+    int64_t at = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t count = logit_count[static_cast<size_t>(r)];
+      const int64_t dst = host_at[static_cast<size_t>(r)];
+      if (dst >= 0) {
+        CUDA_CHECK(cudaMemcpyAsync(host_logits.data() + dst * V, logits + at * V,
+                                   static_cast<size_t>(count * V) * 2, cudaMemcpyDeviceToHost,
+                                   stream_));
+      }
+      at += count;
+    }
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 
-  // ---- sampling (on the host for now: kernels/cpu/sample.h, the reference) ----
+  // ---- the samples: the device's greedy results, or SampleRef (kernels/cpu/sample.h) ----
+  auto widen = [V](const uint16_t* bits, int64_t count) {
+    std::vector<float> f(static_cast<size_t>(count * V));
+    for (size_t i = 0; i < f.size(); ++i) f[i] = Bf16BitsToFloat(bits[i]);
+    return f;
+  };
   std::vector<StepOutput> out(rows.size());
   int64_t at_row = 0;
   for (int64_t r = 0; r < R; ++r) {
     const StepRow& row = rows[static_cast<size_t>(r)];
     const int64_t count = logit_count[static_cast<size_t>(r)];
-    if (count == 0) continue;
-    std::vector<float> f(static_cast<size_t>(count * V));
-    for (size_t i = 0; i < f.size(); ++i) {
-      f[i] = Bf16BitsToFloat(host_logits[static_cast<size_t>(at_row * V) + i]);
-    }
+    const int64_t first_logit_row = at_row;
     at_row += count;
+    if (count == 0) continue;
     StepOutput& o = out[static_cast<size_t>(r)];
+    const int64_t sample = greedy_of[static_cast<size_t>(r)];
+    if (sample >= 0) {
+      const gpu::GreedyResult& res = greedy[static_cast<size_t>(sample)];
+      if (res.allowed > 0 && res.nonfinite == 0) {
+        o.token = res.token;
+        o.logprob = res.logprob;
+        continue;
+      }
+      // NaN/inf among the allowed logits, or a mask that allows nothing: SampleRef's rules and
+      // error message decide, on this row's logits (rare: a broken model or a grammar bug).
+      std::vector<uint16_t> bits(static_cast<size_t>(V));
+      CUDA_CHECK(cudaMemcpy(bits.data(), logits + (first_logit_row + count - 1) * V,
+                            bits.size() * 2, cudaMemcpyDeviceToHost));
+      const std::vector<float> f = widen(bits.data(), 1);
+      ASSIGN_OR_RETURN(SampleResult s, SampleRef(f, row.sampling, row.draw, row.allowed, 0));
+      o.token = s.token;
+      o.logprob = s.logprob;
+      continue;
+    }
+    std::vector<float> f =
+        widen(host_logits.data() + host_at[static_cast<size_t>(r)] * V, count);
     if (row.sample) {
       const std::span<const float> last(f.data() + f.size() - V, static_cast<size_t>(V));
       ASSIGN_OR_RETURN(SampleResult s,

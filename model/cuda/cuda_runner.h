@@ -19,11 +19,15 @@
 // input-major weight transposed to nn.Linear layout. KV pools: per layer K and V, [pages, 16,
 // kv_heads, head_dim] bf16, sized by `kv_pages`.
 //
-// Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling on the
-// device (logits are copied back and sampled by kernels/cpu/sample.h — correct, not fast), CUDA
-// graphs for decode, a second stream for vision, pinned staging and load progress, the
-// --gpu-memory-fraction sizing, sticky-error handling (reliability.md G10). `--device auto` keeps
-// the CPU runner until the GPU check (scripts/gpu/check.sh) has passed.
+// Sampling: greedy rows on the device (kernels/cuda/sample: the token and its logprob come back,
+// not the 262,208 logits); temperature/top-k/top-p, top_logprobs, rows that ask for logits, and
+// greedy rows with NaN/inf logits or an empty mask copy their logits back for kernels/cpu/sample.h.
+//
+// Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling at a
+// temperature on the device, CUDA graphs for decode, a second stream for vision, pinned staging
+// and load progress, the --gpu-memory-fraction sizing. A sticky CUDA error is reported by
+// Health() (reliability.md G10). `--device auto` keeps the CPU runner until the GPU check
+// (scripts/gpu/check.sh) has passed.
 #pragma once
 
 #include <cuda_bf16.h>

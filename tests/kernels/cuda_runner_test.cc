@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gelu.h"
+#include "kernels/cpu/sample.h"
 #include "kernels/cuda/gelu.h"
 #include "kernels/cuda/kv_write.h"
 #include "kernels/kv_layout.h"
@@ -174,6 +175,69 @@ TEST_P(CudaRunnerVsCpuTest, LogitsAndGreedyTokensAgreeWhereTheMarginAllows) {
               GetParam().c_str(), worst_cos, agreed, compared);
   EXPECT_GE(worst_cos, 0.99);
   EXPECT_GE(agreed, compared * 99 / 100);
+}
+
+// Greedy rows without logits are sampled on the device (kernels/cuda/sample); rows that ask for
+// logits are sampled by SampleRef on the host from the same bf16 logits. Four sequences with the
+// same prompt run in the same steps — device, host, device under a mask, host under the mask — so
+// each pair sees identical logits: tokens must be equal, logprobs equal to float rounding, and the
+// runner's bookkeeping of mixed rows (which result or logits belong to which row) is exercised.
+TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
+  SKIP_WITHOUT_GPU();
+  const std::string dir = testing::FixturePath("decoder/gqa2_two_images");
+  std::ifstream in(dir + "/goldens.json");
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  auto model = ModelDir::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto gpu = CudaModelRunner::Create(*model->checkpoint, model->config);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  const auto ids = golden["input_ids"].get<std::vector<int32_t>>();
+  std::vector<uint8_t> types(ids.size(), 0);
+  for (const auto& run : golden["image_runs"]) {
+    for (size_t i = run[0]; i < run[0].get<size_t>() + run[1].get<size_t>(); ++i) types[i] = 1;
+  }
+  auto inputs = SafetensorsFile::Open(dir + "/goldens.safetensors");
+  ASSERT_TRUE(inputs.ok());
+  const int64_t n_img = static_cast<int64_t>(golden["image_runs"].size());
+  auto images = (*gpu)->EncodeImages(testing::GoldenTensor(**inputs, "pixel_values"), n_img);
+  ASSERT_TRUE(images.ok()) << images.status().ToString();
+  std::vector<ImageRef> refs;
+  for (int64_t i = 0; i < n_img; ++i) refs.push_back({*images, i});
+  const int64_t V = model->config.text.vocab_size;
+  std::vector<uint32_t> mask(MaskWords(V), 0);  // every third id, as a grammar's narrow set
+  for (int64_t id = 1; id < V; id += 3) mask[static_cast<size_t>(id >> 5)] |= 1u << (id & 31);
+
+  testing::StepDriver d(**gpu);
+  constexpr int kSeqs = 4;  // 1: device, 2: host, 3: device + mask, 4: host + mask
+  std::vector<std::vector<int32_t>> last(kSeqs);
+  for (int step = 0; step < 8; ++step) {
+    std::vector<StepRow> rows;
+    for (int s = 0; s < kSeqs; ++s) {
+      const bool host = s % 2 == 1;
+      const LogitsMode mode = host ? LogitsMode::kLast : LogitsMode::kNone;
+      StepRow r = step == 0 ? d.Row(s + 1, ids, mode) : d.Row(s + 1, last[s], mode);
+      if (step == 0) {
+        r.token_types = types;
+        r.images = refs;
+      }
+      if (s >= 2) r.allowed = mask.data();
+      rows.push_back(r);
+    }
+    auto out = d.Run(rows);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    for (int s = 0; s < kSeqs; ++s) last[s] = {(*out)[static_cast<size_t>(s)].token};
+    for (int s = 0; s < kSeqs; s += 2) {
+      const StepOutput& dev = (*out)[static_cast<size_t>(s)];
+      const StepOutput& host = (*out)[static_cast<size_t>(s + 1)];
+      EXPECT_TRUE(dev.logits.empty());
+      ASSERT_EQ(host.logits.size(), static_cast<size_t>(V));
+      EXPECT_EQ(dev.token, host.token) << "step " << step << " sequence " << s + 1;
+      EXPECT_NEAR(dev.logprob, host.logprob, 1e-5 * (1 + std::fabs(host.logprob)));
+      if (s >= 2) {
+        EXPECT_EQ(dev.token % 3, 1) << "the mask allows every third id only";
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaRunnerVsCpuTest,
