@@ -70,6 +70,8 @@ StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& mode
   auto model = std::make_unique<ModelDir>(std::move(loaded));
   RunnerOptions ro;
   ro.kv_cache_tokens = options.kv_cache_tokens;
+  ro.kv_cache_bytes = options.kv_cache_bytes;
+  ro.gpu_memory_fraction = options.gpu_memory_fraction;
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, CreateModelRunner(*model, device, ro));
   return Create(std::move(model), std::move(runner), std::move(options));
 }
@@ -112,6 +114,8 @@ ServeEngine::ServeEngine(std::unique_ptr<ModelDir> model, std::unique_ptr<ModelR
   info_.vocab_size = c.text.vocab_size;
   info_.max_context_tokens = max_context_;
   info_.adapter = model_->adapter;
+  info_.memory = runner_->memory();
+  info_.kv_pages = std::max(runner_->kv_pages().full_pages, runner_->kv_pages().sliding_pages);
 
   // The budget must hold every decode row plus one whole image (or a prefill makes no progress).
   const KvPoolSizes pools = runner_->kv_pages();

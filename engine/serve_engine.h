@@ -63,6 +63,8 @@ struct EngineOptions {
   // Tokens of KV cache the runner holds (each of its two pools); 0 = the runner's default. A
   // request must fit: the context limit is lowered to what one sequence can hold.
   int64_t kv_cache_tokens = 0;
+  int64_t kv_cache_bytes = 0;        // else the cache's bytes (0 = unset)
+  double gpu_memory_fraction = 0;    // else, on a GPU, this share of its memory (0 = unset)
   // Continuous batching (engine/scheduler.h).
   int64_t step_token_budget = 512;  // tokens per step; raised to hold one image and every row
   int64_t max_running = 64;         // sequences in a step at once
@@ -121,6 +123,8 @@ struct EngineModelInfo {
   int64_t image_size = 0, mm_tokens_per_image = 0, vocab_size = 0;
   int64_t max_context_tokens = 0;
   std::optional<LoraAdapterInfo> adapter;  // the merged LoRA adapter, if any
+  RunnerMemory memory;                     // weights and KV cache as the runner holds them
+  int64_t kv_pages = 0;                    // pages per pool
 };
 
 // How long a refused client should wait before retrying: the work ahead of it (queued + running

@@ -70,12 +70,20 @@ struct KvPoolSizes {
   int64_t full_pages = 0, sliding_pages = 0;  // pages of kv::kPageTokens tokens in each pool
 };
 
+// What a runner holds, for the start-up log and GetModelInfo.
+struct RunnerMemory {
+  uint64_t weights_bytes = 0;   // the weights as the runner stores them (fp32 CPU, bf16 GPU)
+  uint64_t kv_cache_bytes = 0;  // both pools, every layer
+  std::string kv_sizing;        // which setting sized the cache, and from what (KvCachePlan::how)
+};
+
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
   virtual const Gemma3Config& config() const = 0;
   virtual const char* device() const = 0;  // "cpu", "cuda", ... (reported by GetModelInfo)
   virtual KvPoolSizes kv_pages() const = 0;
+  virtual RunnerMemory memory() const { return {}; }
 
   // pixel_values [n, 3, S, S] → a handle to n images' soft tokens [n, mm_tokens_per_image, D].
   virtual StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) = 0;

@@ -1,7 +1,6 @@
 // Runner choice (see runner_factory.h).
 #include "model/runner_factory.h"
 
-#include "kernels/kv_layout.h"
 #include "model/reference/cpu_runner.h"
 #ifdef VLMSERVE_HAVE_CUDA_RUNNER
 #include "model/cuda/cuda_runner.h"
@@ -12,11 +11,14 @@ namespace vlmserve {
 StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
                                                          const std::string& device,
                                                          const RunnerOptions& options) {
-  const int64_t pages = options.kv_cache_tokens > 0 ? kv::PagesFor(options.kv_cache_tokens) : 0;
+  KvSizing sizing;
+  sizing.tokens = options.kv_cache_tokens;
+  sizing.bytes = options.kv_cache_bytes;
+  sizing.memory_fraction = options.gpu_memory_fraction;
   if (device == "cuda") {
 #ifdef VLMSERVE_HAVE_CUDA_RUNNER
     CudaRunnerOptions cuda;
-    cuda.kv_pages = pages;
+    cuda.kv = sizing;
     ASSIGN_OR_RETURN(auto runner, CudaModelRunner::Create(*model.checkpoint, model.config, cuda));
     return std::unique_ptr<ModelRunner>(std::move(runner));
 #else
@@ -29,7 +31,8 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
   }
   // auto: the CPU reference until the CUDA runner has passed its GPU check (issue 25).
   CpuRunnerOptions cpu;
-  cpu.kv_pages = pages;
+  cpu.kv = sizing;
+  cpu.kv.memory_fraction = 0;  // no device memory to take a fraction of
   ASSIGN_OR_RETURN(auto runner, CpuModelRunner::Create(*model.checkpoint, model.config, cpu));
   return std::unique_ptr<ModelRunner>(std::move(runner));
 }

@@ -16,8 +16,11 @@
 namespace vlmserve {
 
 struct RunnerOptions {
-  // Tokens the KV cache holds in all (each of its two pools); 0 = the runner's default.
+  // The KV cache's size (model/kv_sizing.h: tokens, else bytes, else a fraction of the GPU's
+  // memory; none = 16384 tokens).
   int64_t kv_cache_tokens = 0;
+  int64_t kv_cache_bytes = 0;
+  double gpu_memory_fraction = 0;  // CUDA only
 };
 
 // `model` must outlive the runner (its weights may be used in place).

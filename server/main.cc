@@ -80,10 +80,22 @@ int Run(int argc, char** argv) {
                  "Prompt + max_new_tokens limit (0 = the model's)")
       ->default_val(0);
   app.add_option("--kv-cache-tokens", o.kv_cache_tokens,
-                 "Tokens the KV cache holds (paged, 16 tokens a page; 0 = the runner's default, "
-                 "16384 on the CPU). The context limit is lowered to fit one sequence")
+                 "Tokens the KV cache holds (paged, 16 tokens a page; 0 = sized by "
+                 "--kv-cache-bytes, else by --gpu-memory-fraction on a GPU, else 16384). The "
+                 "context limit is lowered to fit one sequence")
       ->default_val(0)
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 26));
+  app.add_option("--kv-cache-bytes", o.kv_cache_bytes,
+                 "Bytes of KV cache when --kv-cache-tokens is 0 (fp32 on the CPU, bf16 on the "
+                 "GPU; 0 = unset)")
+      ->default_val(0)
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
+  app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction,
+                 "With --device cuda and neither KV flag above: the share of the GPU's memory the "
+                 "server may hold; the KV cache gets what the weights, 1 GiB for step buffers and "
+                 "anything else on the GPU leave of it")
+      ->default_val(0.9)
+      ->check(CLI::Range(0.05, 1.0));
   app.add_option("--prefill-chunk-tokens", o.prefill_chunk_tokens,
                  "Prefill prompts in chunks of at most this many tokens (0 = as the step budget "
                  "allows); an image's soft tokens are never split")

@@ -23,6 +23,8 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_jpeg_scans=" << o.image.max_jpeg_scans << " max_queue=" << o.max_queue
     << " max_queued_bytes=" << o.max_queued_bytes
     << " kv_cache_tokens=" << (o.kv_cache_tokens ? std::to_string(o.kv_cache_tokens) : "auto")
+    << " kv_cache_bytes=" << (o.kv_cache_bytes ? std::to_string(o.kv_cache_bytes) : "auto")
+    << " gpu_memory_fraction=" << o.gpu_memory_fraction
     << " prefill_chunk_tokens="
     << (o.prefill_chunk_tokens ? std::to_string(o.prefill_chunk_tokens) : "budget")
     << " max_running=" << o.max_running << " step_token_budget=" << o.step_token_budget
@@ -64,6 +66,8 @@ EngineOptions EngineOptionsFor(const ServerOptions& o) {
   eo.max_queued_bytes = o.max_queued_bytes;
   eo.max_context_tokens = o.max_context_tokens;
   eo.kv_cache_tokens = o.kv_cache_tokens;
+  eo.kv_cache_bytes = o.kv_cache_bytes;
+  eo.gpu_memory_fraction = o.gpu_memory_fraction;
   eo.prefill_chunk_tokens = o.prefill_chunk_tokens;
   eo.max_running = o.max_running;
   eo.step_token_budget = o.step_token_budget;

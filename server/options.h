@@ -37,6 +37,8 @@ struct ServerOptions {
 
   // The model's memory and steps.
   int64_t kv_cache_tokens = 0;       // tokens of KV cache (each pool); 0 = the runner's default
+  int64_t kv_cache_bytes = 0;        // else bytes of KV cache; 0 = unset
+  double gpu_memory_fraction = 0.9;  // else, with --device cuda, this share of the GPU's memory
   int64_t prefill_chunk_tokens = 0;  // prefill in chunks of this many tokens; 0 = whole prompts
 
   // Continuous batching (engine/scheduler.h).

@@ -15,6 +15,7 @@
 #include <fstream>
 
 #include "common/text_safety.h"
+#include "model/kv_sizing.h"
 #include "server/server_metrics.h"
 
 namespace vlmserve {
@@ -205,6 +206,12 @@ Status VlmServer::LoadModel() {
       "model loaded in {:.0f} ms (runner: {})",
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
       (*engine)->info().device);
+  const EngineModelInfo& info = (*engine)->info();
+  spdlog::info(
+      "memory: weights {}, KV cache {} = {} pages of 16 tokens per pool ({}); longest context "
+      "{} tokens",
+      FormatBytes(info.memory.weights_bytes), FormatBytes(info.memory.kv_cache_bytes),
+      info.kv_pages, info.memory.kv_sizing, info.max_context_tokens);
   if (const auto& a = (*engine)->info().adapter) {
     std::string kinds;
     for (const std::string& k : a->targeted) kinds += (kinds.empty() ? "" : ",") + k;

@@ -119,8 +119,26 @@ StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
 
   // KV pools: per layer K and V of its kind's page count.
   const Gemma3TextConfig& t = config.text;
-  const int64_t pages = options.kv_pages > 0 ? options.kv_pages : kv::PagesFor(16384);
+  const uint64_t page_bytes = KvPageBytes(t, 2);
+  KvCachePlan plan;
+  if (options.kv_pages > 0) {
+    plan.pages = options.kv_pages;
+    plan.how = std::to_string(options.kv_pages) + " pages (set by the caller)";
+  } else {
+    KvDeviceMemory mem;
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));  // with the weights already uploaded
+    mem.free = free_bytes;
+    mem.total = total_bytes;
+    mem.reserve = options.reserve_bytes;
+    ASSIGN_OR_RETURN(plan, PlanKvCache(options.kv, page_bytes, KvMinTokens(config), 16384,
+                                       t.max_position_embeddings, &mem));
+  }
+  const int64_t pages = plan.pages;
   if (pages > (int64_t{1} << 30)) return InvalidArgumentError("kv_pages is too large");
+  r->memory_.weights_bytes = r->weights_.bytes();
+  r->memory_.kv_cache_bytes = static_cast<uint64_t>(pages) * page_bytes;
+  r->memory_.kv_sizing = plan.how;
   r->has_full_ = t.NumLayersOfType(LayerType::kFullAttention) > 0;
   r->has_sliding_ = t.NumLayersOfType(LayerType::kSlidingAttention) > 0;
   r->pools_ = {r->has_full_ ? pages : 0, r->has_sliding_ ? pages : 0};

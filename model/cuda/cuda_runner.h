@@ -25,7 +25,8 @@
 //
 // Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling at a
 // temperature on the device, CUDA graphs for decode, a second stream for vision, pinned staging
-// and load progress, the --gpu-memory-fraction sizing. A sticky CUDA error is reported by
+// and load progress. The KV cache is sized by model/kv_sizing.h (--kv-cache-tokens, -bytes or
+// --gpu-memory-fraction, measured after the weights are uploaded). A sticky CUDA error is reported by
 // Health() (reliability.md G10). `--device auto` keeps the CPU runner until the GPU check
 // (scripts/gpu/check.sh) has passed.
 #pragma once
@@ -38,14 +39,22 @@
 #include <vector>
 
 #include "kernels/cuda/gemm.h"
+#include "model/kv_sizing.h"
 #include "model/model_runner.h"
 #include "model/weights/checkpoint.h"
 
 namespace vlmserve {
 
 struct CudaRunnerOptions {
-  int64_t kv_pages = 0;  // pages per pool (full and sliding); 0 = enough for 16384 tokens
-  int device = 0;        // CUDA device ordinal
+  int64_t kv_pages = 0;  // pages per pool (full and sliding); 0 = sized by `kv`
+  // model/kv_sizing.h: tokens, bytes, or a fraction of the device's memory measured once the
+  // weights are on it; none set = 16384 tokens (the server sets --gpu-memory-fraction 0.9).
+  KvSizing kv;
+  // Device memory kept free beside the weights and the KV cache when sizing by fraction: step
+  // buffers (activations of a 512-token step, logits of 64 rows: ~100 MB for the 4B), vision
+  // batches (~40 MB per 896² image) and cuBLASLt's workspace.
+  uint64_t reserve_bytes = uint64_t{1} << 30;
+  int device = 0;  // CUDA device ordinal
 };
 
 // Device memory owned by one object (cudaFree on destruction); grows on demand, never shrinks.
@@ -79,6 +88,7 @@ class CudaModelRunner : public ModelRunner {
   const Gemma3Config &config() const override { return config_; }
   const char *device() const override { return "cuda"; }
   KvPoolSizes kv_pages() const override { return pools_; }
+  RunnerMemory memory() const override { return memory_; }
   StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) override;
   void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
   size_t live_image_batches() const override { return images_.size(); }
@@ -132,6 +142,7 @@ class CudaModelRunner : public ModelRunner {
   const float *inv_freq_full_ = nullptr, *inv_freq_sliding_ = nullptr;
   std::vector<DecoderLayer> layers_;
   KvPoolSizes pools_;
+  RunnerMemory memory_;
   bool has_full_ = false, has_sliding_ = false;
   std::map<ImageHandle, ImageBatch> images_;
   ImageHandle next_handle_ = 1;

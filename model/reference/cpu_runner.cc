@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/kv_layout.h"
+#include "model/weights/model_stats.h"
 
 namespace vlmserve {
 
@@ -19,8 +20,20 @@ StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const Checkpoin
     r->projector_ = std::move(projector);
   }
   const Gemma3TextConfig& t = config.text;
-  const int64_t pages = options.kv_pages > 0 ? options.kv_pages : kv::PagesFor(16384);
+  const uint64_t page_bytes = KvPageBytes(t, sizeof(float));
+  KvCachePlan plan;
+  if (options.kv_pages > 0) {
+    plan.pages = options.kv_pages;
+    plan.how = std::to_string(options.kv_pages) + " pages (set by the caller)";
+  } else {
+    ASSIGN_OR_RETURN(plan, PlanKvCache(options.kv, page_bytes, KvMinTokens(config), 16384,
+                                       t.max_position_embeddings, nullptr));
+  }
+  const int64_t pages = plan.pages;
   if (pages > (int64_t{1} << 30)) return InvalidArgumentError("kv_pages is too large");
+  r->memory_.kv_cache_bytes = static_cast<uint64_t>(pages) * page_bytes;
+  r->memory_.kv_sizing = plan.how;
+  if (auto n = CountParameters(config); n.ok()) r->memory_.weights_bytes = n->total * sizeof(float);
   r->has_full_ = t.NumLayersOfType(LayerType::kFullAttention) > 0;
   r->has_sliding_ = t.NumLayersOfType(LayerType::kSlidingAttention) > 0;
   r->pools_ = {r->has_full_ ? pages : 0, r->has_sliding_ ? pages : 0};

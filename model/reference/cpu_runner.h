@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "model/kv_sizing.h"
 #include "model/model_runner.h"
 #include "model/reference/decoder.h"
 #include "model/reference/projector.h"
@@ -22,7 +23,8 @@
 namespace vlmserve {
 
 struct CpuRunnerOptions {
-  int64_t kv_pages = 0;  // pages per pool (full and sliding); 0 = enough for 16384 tokens
+  int64_t kv_pages = 0;  // pages per pool (full and sliding); 0 = sized by `kv`
+  KvSizing kv;           // model/kv_sizing.h (no device: tokens, bytes, or 16384 tokens)
 };
 
 class CpuModelRunner : public ModelRunner {
@@ -34,6 +36,7 @@ class CpuModelRunner : public ModelRunner {
   const Gemma3Config& config() const override { return config_; }
   const char* device() const override { return "cpu"; }
   KvPoolSizes kv_pages() const override { return pools_; }
+  RunnerMemory memory() const override { return memory_; }
   StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) override;
   void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
   size_t live_image_batches() const override { return images_.size(); }
@@ -49,6 +52,7 @@ class CpuModelRunner : public ModelRunner {
   std::optional<SiglipVisionTower> tower_;  // absent for text-only models
   std::optional<MultiModalProjector> projector_;
   KvPoolSizes pools_;
+  RunnerMemory memory_;
   bool has_full_ = false, has_sliding_ = false;
   std::vector<std::unique_ptr<float[]>> k_, v_;  // per layer: its kind's pool
   std::vector<float*> k_ptrs_, v_ptrs_;

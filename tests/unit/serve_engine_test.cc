@@ -11,6 +11,9 @@
 #include <set>
 #include <thread>
 
+#include "model/kv_sizing.h"
+#include "model/model_dir.h"
+#include "model/weights/model_stats.h"
 #include "tests/support/fake_runner.h"
 #include "tests/test_paths.h"
 
@@ -260,6 +263,32 @@ TEST(ServeEngineTest, GreedyRunsOnTheCpuRunnerArePrefixes) {
   ASSERT_GE(long_run->tokens.size(), 3u);
   EXPECT_EQ(std::vector<int32_t>(long_run->tokens.begin(), long_run->tokens.begin() + 3),
             short_run->tokens);
+}
+
+// The KV cache's size from --kv-cache-bytes on the real CPU runner (fp32 pages), reported with the
+// weights for the start-up log; too small for one image request is one clear error at load.
+TEST(ServeEngineTest, KvCacheSizedByBytesIsReportedAndTooSmallFailsAtLoad) {
+  const std::string dir = testing::FixturePath("decoder/pool16_six_layers");
+  auto model = ModelDir::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const uint64_t page = KvPageBytes(model->config.text, 4);
+  EngineOptions o;
+  o.kv_cache_bytes = static_cast<int64_t>(40 * page + page / 2);  // 40 whole pages fit
+  auto engine = ServeEngine::Load(dir, "cpu", o);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const EngineModelInfo& info = (*engine)->info();
+  EXPECT_EQ(info.kv_pages, 40);
+  EXPECT_EQ(info.memory.kv_cache_bytes, 40 * page);
+  EXPECT_NE(info.memory.kv_sizing.find("--kv-cache-bytes"), std::string::npos);
+  EXPECT_EQ(info.memory.weights_bytes, CountParameters(model->config)->total * 4);
+  EXPECT_LE(info.max_context_tokens, 40 * 16);
+
+  o.kv_cache_bytes = static_cast<int64_t>(page);  // 16 tokens: not even one image's soft tokens
+  auto small = ServeEngine::Load(dir, "cpu", o);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(small.status().message().find("raise --kv-cache-bytes"), std::string::npos)
+      << small.status().message();
 }
 
 // Many threads submit and cancel at once while the engine batches (the fake runner): every request
