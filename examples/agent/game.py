@@ -10,7 +10,8 @@ four frames (480x320) and resized it to the demo model's 96x96 input, each tile 
 An episode walks through the five contexts of the default action schema:
 
   other       the title screen; `start` begins                            reasoning: title_screen
-  navigation  the player (blue) walks to the goal (yellow) around walls (gray):
+  navigation  the player (blue) walks to the goal (yellow) around walls (gray, casting a dark
+              shadow on the edge of each tile beside them):
                 toward the goal, horizontally first                          clear_path
                 the horizontal way is walled: vertically toward the goal    wall_ahead
                 both walled (or the only way): a free perpendicular step    detour
@@ -35,6 +36,7 @@ from PIL import Image, ImageDraw
 WIDTH, HEIGHT = 240, 160
 COLS, ROWS = 4, 4
 TILE_W, TILE_H = WIDTH // COLS, HEIGHT // ROWS
+SHADOW_W, SHADOW_H = 10, 8  # a wall's shadow on the tiles beside it (2 pixels of the model's 12)
 
 BUTTONS = ["a", "b", "start", "select", "up", "down", "left", "right", "l", "r"]
 CONTEXTS = ["navigation", "battle", "menu", "dialogue", "other"]
@@ -218,6 +220,20 @@ class Game:
         for w in self.walls:
             d.rectangle(tile_box(*w), fill=(110, 110, 110))
             d.rectangle(tile_box(*w, inset=6), fill=(90, 90, 90))
+        # Walls cast a dark shadow over the near edge of each free tile beside them, so a tile
+        # shows by itself which of its neighbours are walls: the demo model sees each tile as one
+        # 12x12 patch, and a wall next to the player is then visible in the player's own patch.
+        for (c, r) in self.walls:
+            for dc, dr in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                n = (c + dc, r + dr)
+                if not self._free(n):
+                    continue
+                x0, y0, x1, y1 = tile_box(*n)
+                edge = {(1, 0): [x0, y0, x0 + SHADOW_W - 1, y1],
+                        (-1, 0): [x1 - SHADOW_W + 1, y0, x1, y1],
+                        (0, 1): [x0, y0, x1, y0 + SHADOW_H - 1],
+                        (0, -1): [x0, y1 - SHADOW_H + 1, x1, y1]}
+                d.rectangle(edge[(dc, dr)], fill=(20, 40, 20))
         d.rectangle(tile_box(*self.goal, inset=6), fill=(250, 220, 40))
         d.rectangle(tile_box(*self.player, inset=10), fill=(40, 70, 230))
 

@@ -44,15 +44,22 @@ REASONS = {"a": ["advance_text", "select_item", "confirm"], "b": ["close_text"],
            "down": ["clear_path", "wall_ahead", "move_cursor"], "left": ["clear_path", "choose_move"],
            "right": ["clear_path", "choose_move"]}
 
+# The same, for one context's steps alone (detour again only counts toward its button).
+CONTEXT_REASONS = {"navigation": {"up": ["clear_path", "wall_ahead"],
+                                  "down": ["clear_path", "wall_ahead"],
+                                  "left": ["clear_path"], "right": ["clear_path"]}}
 
-def make_examples(n, first_seed, explore=0.25, balance=True, rng_seed=0):
+
+def make_examples(n, first_seed, explore=0.25, balance=True, rng_seed=0, context=None):
     """n examples from episodes with seeds first_seed, first_seed + 1, ...: (uint8 [n, S, S, 3]
     pictures resized as Gemma3ImageProcessorPil does (Pillow BILINEAR), action texts, actions,
     the next unused seed). With `balance`, each button gets n / 7 examples, shared equally by the
-    reasons it is pressed for (so rare rules such as wall_ahead are learned too)."""
+    reasons it is pressed for (so rare rules such as wall_ahead are learned too). With `context`
+    (e.g. "navigation"), only that context's steps, balanced over the buttons and reasons it has."""
     from PIL import Image
     rng = random.Random(rng_seed)
-    cap = n // len(USED_BUTTONS) + 1
+    reasons = REASONS if context is None else CONTEXT_REASONS[context]
+    cap = n // len(reasons) + 1
     counts = {}
     pixels = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     texts, actions = [], []
@@ -60,10 +67,12 @@ def make_examples(n, first_seed, explore=0.25, balance=True, rng_seed=0):
     while len(texts) < n:
         for frames, action in episode_steps(seed, explore, rng):
             b, why = action["button"], action["reasoning"]
+            if context is not None and action["context"] != context:
+                continue
             if balance:
                 if counts.get(b, 0) >= cap:
                     continue
-                if why in REASONS[b] and counts.get((b, why), 0) >= -(-cap // len(REASONS[b])):
+                if why in reasons[b] and counts.get((b, why), 0) >= -(-cap // len(reasons[b])):
                     continue
             if len(texts) == n:
                 break

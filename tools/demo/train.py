@@ -12,11 +12,10 @@ last four 240x160 frames into a 480x320 grid, the processor resizes it to 96x96,
 cuts 12x12 patches (8x8 = 64 patches, one per 60x40 tile of each frame), and the projector keeps
 all 64 (mm_tokens_per_image = 64, pooling kernel 1).
 
-Needs the pinned venv (tools/requirements.txt); never run by CI. models/demo was made in two stages
-from the repository root (30 minutes of training on 2 cores; bench/results/2026-12-02-cpu-demo):
-  ~/venvs/vlmserve/bin/python tools/demo/train.py --out /tmp/stage1 --steps 3300
-  ~/venvs/vlmserve/bin/python tools/demo/train.py --init /tmp/stage1 --out models/demo \
-      --steps 1000 --lr 1e-3 --data-seed 1
+Needs the pinned venv (tools/requirements.txt); never run by CI. models/demo is this script's
+defaults, from the repository root (4300 steps: 27 minutes alone on 2 cores, 0.38 s a step;
+bench/results/2026-12-03-cpu-demo):
+  ~/venvs/vlmserve/bin/python tools/demo/train.py --out models/demo
 """
 import argparse
 import json
@@ -167,7 +166,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "demo"))
     ap.add_argument("--examples", type=int, default=40000)
-    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--steps", type=int, default=4300)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--eval", type=int, default=700)
@@ -175,6 +174,9 @@ def main():
                     help="continue from this model directory's weights (same shapes and tokenizer) "
                          "instead of from scratch; its training.json is kept as the first stage")
     ap.add_argument("--data-seed", type=int, default=0, help="seeds the episodes' random buttons")
+    ap.add_argument("--nav-examples", type=int, default=24000,
+                    help="extra navigation-only examples (balanced over its buttons and reasons) "
+                         "added to the balanced set")
     args = ap.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
@@ -184,7 +186,15 @@ def main():
     proc = make_processor(tok)
 
     t0 = time.time()
-    pixels, texts, actions, _ = data.make_examples(args.examples, TRAIN_SEED0, rng_seed=args.data_seed)
+    pixels, texts, actions, next_seed = data.make_examples(args.examples, TRAIN_SEED0,
+                                                           rng_seed=args.data_seed)
+    if args.nav_examples:
+        # Navigation is the one rule that compares tiles (player, goal, the wall next to the
+        # player); the other contexts are learned from the balanced set alone.
+        nav_pixels, nav_texts, nav_actions, _ = data.make_examples(
+            args.nav_examples, next_seed, rng_seed=args.data_seed + 1000, context="navigation")
+        pixels = np.concatenate([pixels, nav_pixels])
+        texts, actions = texts + nav_texts, actions + nav_actions
     ev_pixels, _, ev_actions, _ = data.make_examples(args.eval, 1, explore=0.1, rng_seed=1)
     print(f"{len(texts)} training examples in {time.time() - t0:.0f} s", flush=True)
 
