@@ -11,11 +11,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define VLMSERVE_HD __host__ __device__ inline
-#else
-#define VLMSERVE_HD inline
-#endif
+#include "kernels/index_math.h"  // VLMSERVE_HD
 
 namespace vlmserve::sel {
 

@@ -20,20 +20,8 @@ __device__ __forceinline__ bool Allows(const uint32_t* mask, int64_t id) {
   return !mask || ((mask[id >> 5] >> (id & 31)) & 1u);
 }
 
-// The block's combined Best; every thread gets it. `scratch` holds kWarps entries.
-__device__ sel::Best BlockBest(sel::Best b, sel::Best* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    sel::Best other;
-    other.value = __shfl_xor_sync(0xffffffffu, b.value, o);
-    other.id = __shfl_xor_sync(0xffffffffu, b.id, o);
-    b = sel::Combine(b, other);
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) scratch[warp] = b;
-  __syncthreads();
-  b = lane < kWarps ? scratch[lane] : sel::Best{};
+// The warp's combined Best (a butterfly: every lane gets it; Combine is order-free).
+__device__ __forceinline__ sel::Best WarpBest(sel::Best b) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     sel::Best other;
@@ -42,6 +30,16 @@ __device__ sel::Best BlockBest(sel::Best b, sel::Best* scratch) {
     b = sel::Combine(b, other);
   }
   return b;
+}
+
+// The block's combined Best; every thread gets it. `scratch` holds kWarps entries.
+__device__ sel::Best BlockBest(sel::Best b, sel::Best* scratch) {
+  b = WarpBest(b);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = b;
+  __syncthreads();
+  return WarpBest(lane < kWarps ? scratch[lane] : sel::Best{});
 }
 
 template <typename T>

@@ -122,34 +122,48 @@ TEST(CudaRunnerTest, WithoutAGpuDeviceCudaIsOneClearError) {
   EXPECT_NE(r.status().message().find("no CUDA device"), std::string::npos);
 }
 
+// A tiny decoder fixture's golden prompt: ids, token types (1 on image soft tokens), pixels.
+struct GoldenPrompt {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> types;
+  std::vector<float> pixels;
+  int64_t images = 0;
+};
+GoldenPrompt LoadGoldenPrompt(const std::string& dir) {
+  std::ifstream in(dir + "/goldens.json");
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  GoldenPrompt g;
+  g.ids = golden["input_ids"].get<std::vector<int32_t>>();
+  g.types.assign(g.ids.size(), 0);
+  for (const auto& run : golden["image_runs"]) {
+    for (size_t i = run[0]; i < run[0].get<size_t>() + run[1].get<size_t>(); ++i) g.types[i] = 1;
+  }
+  auto inputs = SafetensorsFile::Open(dir + "/goldens.safetensors");
+  EXPECT_TRUE(inputs.ok()) << inputs.status().ToString();
+  if (inputs.ok()) g.pixels = testing::GoldenTensor(**inputs, "pixel_values");
+  g.images = static_cast<int64_t>(golden["image_runs"].size());
+  return g;
+}
+
 // The tiny decoder fixtures' golden prompts through both runners.
 class CudaRunnerVsCpuTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaRunnerVsCpuTest, LogitsAndGreedyTokensAgreeWhereTheMarginAllows) {
   SKIP_WITHOUT_GPU();
   const std::string dir = testing::FixturePath("decoder/" + GetParam());
-  std::ifstream in(dir + "/goldens.json");
-  const nlohmann::json golden = nlohmann::json::parse(in);
+  const GoldenPrompt golden = LoadGoldenPrompt(dir);
+  ASSERT_FALSE(golden.pixels.empty());
   auto model = ModelDir::Load(dir);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   auto cpu = CpuModelRunner::Create(*model->checkpoint, model->config);
   auto gpu = CudaModelRunner::Create(*model->checkpoint, model->config);
   ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status().ToString();
-  const auto ids = golden["input_ids"].get<std::vector<int32_t>>();
-  std::vector<uint8_t> types(ids.size(), 0);
-  for (const auto& run : golden["image_runs"]) {
-    for (size_t i = run[0]; i < run[0].get<size_t>() + run[1].get<size_t>(); ++i) types[i] = 1;
-  }
-  auto inputs = SafetensorsFile::Open(dir + "/goldens.safetensors");
-  ASSERT_TRUE(inputs.ok());
-  const std::vector<float> pixels = testing::GoldenTensor(**inputs, "pixel_values");
-  const int64_t n_img = static_cast<int64_t>(golden["image_runs"].size());
-  auto ci = (*cpu)->EncodeImages(pixels, n_img);
-  auto gi = (*gpu)->EncodeImages(pixels, n_img);
+  auto ci = (*cpu)->EncodeImages(golden.pixels, golden.images);
+  auto gi = (*gpu)->EncodeImages(golden.pixels, golden.images);
   ASSERT_TRUE(ci.ok() && gi.ok()) << gi.status().ToString();
   testing::StepDriver cd(**cpu), gd(**gpu);
-  auto cl = cd.Prefill(1, ids, types, *ci, 0, true);
-  auto gl = gd.Prefill(1, ids, types, *gi, 0, true);
+  auto cl = cd.Prefill(1, golden.ids, golden.types, *ci, 0, true);
+  auto gl = gd.Prefill(1, golden.ids, golden.types, *gi, 0, true);
   ASSERT_TRUE(cl.ok() && gl.ok()) << gl.status().ToString();
   ASSERT_EQ(cl->size(), gl->size());
   const int64_t V = model->config.text.vocab_size;
@@ -185,24 +199,16 @@ TEST_P(CudaRunnerVsCpuTest, LogitsAndGreedyTokensAgreeWhereTheMarginAllows) {
 TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
   SKIP_WITHOUT_GPU();
   const std::string dir = testing::FixturePath("decoder/gqa2_two_images");
-  std::ifstream in(dir + "/goldens.json");
-  const nlohmann::json golden = nlohmann::json::parse(in);
+  const GoldenPrompt golden = LoadGoldenPrompt(dir);
+  ASSERT_FALSE(golden.pixels.empty());
   auto model = ModelDir::Load(dir);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   auto gpu = CudaModelRunner::Create(*model->checkpoint, model->config);
   ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
-  const auto ids = golden["input_ids"].get<std::vector<int32_t>>();
-  std::vector<uint8_t> types(ids.size(), 0);
-  for (const auto& run : golden["image_runs"]) {
-    for (size_t i = run[0]; i < run[0].get<size_t>() + run[1].get<size_t>(); ++i) types[i] = 1;
-  }
-  auto inputs = SafetensorsFile::Open(dir + "/goldens.safetensors");
-  ASSERT_TRUE(inputs.ok());
-  const int64_t n_img = static_cast<int64_t>(golden["image_runs"].size());
-  auto images = (*gpu)->EncodeImages(testing::GoldenTensor(**inputs, "pixel_values"), n_img);
+  auto images = (*gpu)->EncodeImages(golden.pixels, golden.images);
   ASSERT_TRUE(images.ok()) << images.status().ToString();
   std::vector<ImageRef> refs;
-  for (int64_t i = 0; i < n_img; ++i) refs.push_back({*images, i});
+  for (int64_t i = 0; i < golden.images; ++i) refs.push_back({*images, i});
   const int64_t V = model->config.text.vocab_size;
   std::vector<uint32_t> mask(MaskWords(V), 0);  // every third id, as a grammar's narrow set
   for (int64_t id = 1; id < V; id += 3) mask[static_cast<size_t>(id >> 5)] |= 1u << (id & 31);
@@ -215,9 +221,9 @@ TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
     for (int s = 0; s < kSeqs; ++s) {
       const bool host = s % 2 == 1;
       const LogitsMode mode = host ? LogitsMode::kLast : LogitsMode::kNone;
-      StepRow r = step == 0 ? d.Row(s + 1, ids, mode) : d.Row(s + 1, last[s], mode);
+      StepRow r = step == 0 ? d.Row(s + 1, golden.ids, mode) : d.Row(s + 1, last[s], mode);
       if (step == 0) {
-        r.token_types = types;
+        r.token_types = golden.types;
         r.images = refs;
       }
       if (s >= 2) r.allowed = mask.data();
