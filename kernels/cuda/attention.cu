@@ -1,10 +1,11 @@
 // The generic attention kernels (see attention.h): a warp per (query token, query head), online
-// softmax in fp32.
+// softmax in fp32; and the launchers' dispatch to the fast paths.
 #include "kernels/cuda/attention.h"
 
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cuda/attention_paged.h"
 #include "kernels/cuda/attention_vision72.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/launch_util.h"
@@ -117,6 +118,16 @@ __global__ void DenseAttentionKernel(DenseAttentionArgs a, int64_t stride) {
   }
 }
 
+// VLMSERVE_ATTENTION=generic: every launch takes the generic kernels (to bisect a suspected fast
+// kernel on a GPU without rebuilding).
+bool ForceGeneric() {
+  static const bool force = [] {
+    const char* e = std::getenv("VLMSERVE_ATTENTION");
+    return e != nullptr && std::strcmp(e, "generic") == 0;
+  }();
+  return force;
+}
+
 Status CheckHeadDim(const char* op, int64_t hd) {
   if (hd <= 0 || hd > 32 * kMaxPerLane || hd % 2 != 0) {
     return BadArgs(op, "head_dim must be even and at most 256, got " + std::to_string(hd));
@@ -139,6 +150,10 @@ Status PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.sliding && a.window <= 0) return BadArgs(kOp, "a sliding layer needs window > 0");
   if (a.table_stride <= 0) return BadArgs(kOp, "table_stride must be positive");
   if (a.rows == 0 || a.tokens == 0) return Status::Ok();
+  if (a.plan != nullptr && a.hd % 8 == 0 && !ForceGeneric()) {
+    RETURN_IF_ERROR(CheckPlannedPagedAttention(a));
+    return PlannedPagedAttention(a, stream);
+  }
   const int64_t warps = a.tokens * a.hq;
   PagedAttentionKernel<<<static_cast<unsigned>((warps + kWarps - 1) / kWarps), kWarps * 32, 0,
                          stream>>>(a);
@@ -154,16 +169,12 @@ Status DenseAttention(const DenseAttentionArgs& a, cudaStream_t stream) {
   const int64_t stride = a.token_stride ? a.token_stride : a.heads * a.hd;
   if (stride < a.heads * a.hd) return BadArgs(kOp, "token_stride below heads · head_dim");
   if (a.images == 0) return Status::Ok();
-  static const bool force_generic = [] {
-    const char* e = std::getenv("VLMSERVE_ATTENTION");
-    return e != nullptr && std::strcmp(e, "generic") == 0;
-  }();
   if (a.path != AttentionPath::kGeneric) {
     const bool fast = VisionAttention72Supported(a, stride);
     if (a.path == AttentionPath::kFast && !fast) {
       return BadArgs(kOp, "the fast path needs head_dim 72, 16-byte aligned rows and sm_80+");
     }
-    if (fast && (a.path == AttentionPath::kFast || !force_generic)) {
+    if (fast && (a.path == AttentionPath::kFast || !ForceGeneric())) {
       return VisionAttention72(a, stride, stream);
     }
   }

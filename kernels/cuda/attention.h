@@ -1,8 +1,10 @@
 // Attention on the device — the generic path, simply correct for any even head_dim ≤ 256 (the
 // tiny test models use 12–40, Gemma 3 uses 72 for vision and 256 for the decoder), and fast paths
-// dispatched from the same launchers: DenseAttention at head_dim 72 on tensor cores
-// (attention_vision72.cu, sm_80+; NOT YET RUN ON A GPU). The paged fast paths for 256 (prefill,
-// flash-decoding) are still to come (issue 24).
+// dispatched from the same launchers (NOT YET RUN ON A GPU, issue 24):
+//   DenseAttention at head_dim 72 on tensor cores (attention_vision72.cu, sm_80+);
+//   PagedAttention with a plan (kernels/attention_plan.h; attention_paged.cu): flash-decoding for
+//   short rows (any head_dim that is a multiple of 8), the head_dim-256 tensor-core prefill for
+//   long ones (sm_80+), and the exact merge of split contexts.
 //
 //   PagedAttention  the decoder's attention for one Step: rows of prefill chunks and decode runs
 //                   (any number of query tokens per row) of different sequences, K/V read
@@ -27,8 +29,24 @@
 #include <cstdint>
 
 #include "common/status.h"
+#include "kernels/attention_plan.h"
 
 namespace vlmserve::gpu {
+
+// A plan (kernels/attention_plan.h) as the device sees it: its arrays uploaded as they are, and
+// fp32 workspace for its partials (at least attn::PlanWorkspaceBytes).
+struct PagedAttentionPlanView {
+  const attn::WorkItem* decode = nullptr;  // device
+  int64_t decode_items = 0;
+  const attn::WorkItem* prefill = nullptr;  // device
+  int64_t prefill_items = 0;
+  const attn::MergeItem* merges = nullptr;  // device
+  int64_t merge_items = 0;
+  int64_t heads_per_cta = 1;
+  int64_t query_vectors = 0;  // the plan's: the decode kernel's register arrays are sized by it
+  int64_t parts = 0;
+  float* workspace = nullptr;  // device, parts × hq × (head_dim + 2) floats
+};
 
 struct PagedAttentionArgs {
   const __nv_bfloat16* q = nullptr;  // [tokens, hq, hd]: every row's tokens, row after row
@@ -44,8 +62,17 @@ struct PagedAttentionArgs {
   float scale = 1.0f;
   bool sliding = false;
   int64_t window = 0;
+  // Host pointer to the step's plan for this layer kind (built with the same rows, hq, hkv,
+  // sliding and window), or null: the generic kernel. With a plan the fast kernels run unless
+  // VLMSERVE_ATTENTION=generic or the head_dim is not a multiple of 8.
+  const PagedAttentionPlanView* plan = nullptr;
 };
 Status PagedAttention(const PagedAttentionArgs& args, cudaStream_t stream);
+
+// What PlanPagedAttention's options should say on this device: whether the head_dim-256
+// tensor-core prefill can run (sm_80+), and how many CTAs fill the GPU (2 per SM).
+bool PagedTensorCorePrefillSupported(int64_t head_dim);
+int64_t PagedDecodeTargetCtas();
 
 // Which kernel DenseAttention runs. kAuto: the fast path when it supports the arguments
 // (attention_vision72.h), else the generic one — unless the environment variable

@@ -3,6 +3,7 @@
 #include "model/cuda/cuda_runner.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -528,6 +529,29 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   }
   const int64_t G = static_cast<int64_t>(greedy_rows.size());
 
+  // ---- attention plans (kernels/attention_plan.h): one per layer kind, read by every layer of
+  // that kind — flash-decoding for short rows with context splits, the head_dim-256 tensor-core
+  // prefill for long ones. head_dim not a multiple of 8 (tiny test models): the generic kernel ----
+  const bool planned = hd % 8 == 0;
+  attn::AttentionPlan plan_full, plan_sliding;
+  if (planned) {
+    std::vector<attn::RowDesc> descs;
+    for (int64_t r = 0; r < R; ++r) {
+      descs.push_back({row_tokens[static_cast<size_t>(r)],
+                       row_tokens[static_cast<size_t>(r + 1)] - row_tokens[static_cast<size_t>(r)],
+                       row_start[static_cast<size_t>(r)]});
+    }
+    attn::PlanOptions po;
+    po.hq = H;
+    po.hkv = KV;
+    po.window = t.sliding_window;
+    po.tensor_core_prefill = gpu::PagedTensorCorePrefillSupported(hd);
+    po.target_ctas = gpu::PagedDecodeTargetCtas();
+    plan_full = attn::PlanPagedAttention(descs, any_image ? &blocks : nullptr, po);
+    po.sliding = true;
+    plan_sliding = attn::PlanPagedAttention(descs, any_image ? &blocks : nullptr, po);
+  }
+
   // ---- device buffers: one scratch allocation, inputs uploaded with one copy ----
   Carver cv;
   const size_t x_at = cv.Add(static_cast<size_t>(T * D) * 2);
@@ -543,6 +567,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const size_t h_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * D) * 2);
   const size_t logits_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * V) * 2);
   const size_t greedy_at = cv.Add(static_cast<size_t>(G) * sizeof(gpu::GreedyResult));
+  // One workspace for both plans' partials: the layers run one after another on one stream.
+  const size_t ws_at = cv.Add(static_cast<size_t>(std::max(
+      attn::PlanWorkspaceBytes(plan_full, H, hd), attn::PlanWorkspaceBytes(plan_sliding, H, hd))));
   // Inputs, in the order they are staged on the host.
   Carver in;
   const size_t ids_in = in.Add(ids.size() * 4), pos_in = in.Add(positions.size() * 4);
@@ -553,6 +580,12 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const size_t grow_in = in.Add(greedy_rows.size() * 4);
   const size_t gmask_of_in = in.Add(greedy_mask_of.size() * 4);
   const size_t gmask_in = in.Add(greedy_masks.size() * 4);
+  auto add_plan = [&in](const attn::AttentionPlan& p) {
+    return std::array<size_t, 3>{in.Add(p.decode.size() * sizeof(attn::WorkItem)),
+                                 in.Add(p.prefill.size() * sizeof(attn::WorkItem)),
+                                 in.Add(p.merges.size() * sizeof(attn::MergeItem))};
+  };
+  const std::array<size_t, 3> pf_in = add_plan(plan_full), ps_in = add_plan(plan_sliding);
   const size_t inputs_at = cv.Add(in.total());
   RETURN_IF_ERROR(step_scratch_.Reserve(cv.total()));
   uint8_t* base = step_scratch_.data();
@@ -574,10 +607,33 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   stage(grow_in, greedy_rows.data(), greedy_rows.size() * 4);
   stage(gmask_of_in, greedy_mask_of.data(), greedy_mask_of.size() * 4);
   stage(gmask_in, greedy_masks.data(), greedy_masks.size() * 4);
+  auto stage_plan = [&stage](const attn::AttentionPlan& p, const std::array<size_t, 3>& at) {
+    stage(at[0], p.decode.data(), p.decode.size() * sizeof(attn::WorkItem));
+    stage(at[1], p.prefill.data(), p.prefill.size() * sizeof(attn::WorkItem));
+    stage(at[2], p.merges.data(), p.merges.size() * sizeof(attn::MergeItem));
+  };
+  stage_plan(plan_full, pf_in);
+  stage_plan(plan_sliding, ps_in);
   uint8_t* inputs = base + inputs_at;
   CUDA_CHECK(cudaMemcpyAsync(inputs, host_staging_.data(), host_staging_.size(),
                              cudaMemcpyHostToDevice, stream_));
   auto dev_i32 = [inputs](size_t at) { return reinterpret_cast<const int32_t*>(inputs + at); };
+  auto plan_view = [&](const attn::AttentionPlan& p, const std::array<size_t, 3>& at) {
+    gpu::PagedAttentionPlanView v;
+    v.decode = reinterpret_cast<const attn::WorkItem*>(inputs + at[0]);
+    v.decode_items = static_cast<int64_t>(p.decode.size());
+    v.prefill = reinterpret_cast<const attn::WorkItem*>(inputs + at[1]);
+    v.prefill_items = static_cast<int64_t>(p.prefill.size());
+    v.merges = reinterpret_cast<const attn::MergeItem*>(inputs + at[2]);
+    v.merge_items = static_cast<int64_t>(p.merges.size());
+    v.heads_per_cta = p.heads_per_cta;
+    v.query_vectors = p.query_vectors;
+    v.parts = p.parts;
+    v.workspace = reinterpret_cast<float*>(base + ws_at);
+    return v;
+  };
+  const gpu::PagedAttentionPlanView view_full = plan_view(plan_full, pf_in);
+  const gpu::PagedAttentionPlanView view_sliding = plan_view(plan_sliding, ps_in);
   bf16 *x = buf(x_at), *a = buf(a_at), *tmp = buf(tmp_at), *q = buf(q_at), *att = buf(att_at);
   bf16 *k = buf(k_at), *v = buf(v_at), *gu = buf(gu_at), *g = buf(g_at);
   bf16 *h_in = buf(hin_at), *h = buf(h_at), *logits = buf(logits_at);
@@ -657,6 +713,7 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
     at.scale = static_cast<float>(1.0 / std::sqrt(t.query_pre_attn_scalar));
     at.sliding = L.sliding;
     at.window = t.sliding_window;
+    if (planned) at.plan = L.sliding ? &view_sliding : &view_full;
     RETURN_IF_ERROR(gpu::PagedAttention(at, stream_));
     RETURN_IF_ERROR(linear(att, L.o, L.o_b, tmp, D, H * hd));
     // x += post_attn_norm(o); a = pre_ff_norm(x)

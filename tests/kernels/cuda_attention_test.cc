@@ -3,7 +3,8 @@
 // computation done as transformers' eager bf16 attention does it (bf16 scores, scaled in bf16,
 // softmax in fp32 rounded to bf16, bf16 output). Paged: prefill chunks with an image block, a chunk
 // at an offset, decode rows and forced runs in one launch, random physical pages, full and sliding
-// layers, GQA 1/2/4/8, head_dim 16, 40, 72, 256. Dense: N = 1, 7, 255, 256, 4096, 4097 through
+// layers, GQA 1/2/4/8, head_dim 16, 40, 72, 256; the same through the planned kernels
+// (flash-decoding with splits, the head_dim-256 tensor-core prefill, the merge). Dense: N = 1, 7, 255, 256, 4096, 4097 through
 // the generic kernel, and the head_dim-72 tensor-core path over its tile edges (N = 1 … 4097).
 // Without a device these skip, except the argument checks.
 #include <cuda_bf16.h>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention_plan.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cuda/attention.h"
@@ -64,12 +66,25 @@ struct Row {
   int64_t image_begin, image_end;   // image block (positions) inside the row, or empty
 };
 
-void RunPaged(int64_t hkv, int64_t group, int64_t hd, bool sliding) {
-  const int64_t hq = hkv * group, window = 16;
+// How a paged case runs: the generic kernel (no plan), or a plan with these options (the
+// flash-decoding kernel, the tensor-core prefill when `tensor_core`, splits as target_ctas and
+// min_split_keys make them).
+struct PagedMode {
+  bool planned = false;
+  bool tensor_core = false;
+  int64_t target_ctas = 264, min_split_keys = 256;
+};
+
+const std::vector<Row> kMixedRows = {{0, 37, 10, 26}, {40, 9, 0, 0}, {300, 1, 0, 0}, {100, 3, 0, 0}};
+
+void RunPaged(int64_t hkv, int64_t group, int64_t hd, bool sliding,
+              const std::vector<Row>& rows = kMixedRows, int64_t window = 16,
+              PagedMode mode = {}) {
+  const int64_t hq = hkv * group;
   const float scale = 1.f / std::sqrt(float(hd));
-  const std::vector<Row> rows = {{0, 37, 10, 26}, {40, 9, 0, 0}, {300, 1, 0, 0}, {100, 3, 0, 0}};
   testing::Rng rng(static_cast<uint32_t>(hkv * 1000 + group * 100 + hd + sliding));
-  // Pages: every row's sequence gets its own physical pages, shuffled.
+  // Pages: every row's sequence gets its own physical pages, shuffled; on sliding layers the pages
+  // wholly before the window of the row's first query are released (-1), as the engine does.
   int64_t stride = 0, pages = 0;
   for (const Row& r : rows) {
     stride = std::max(stride, kv::PagesFor(r.start + r.len));
@@ -82,13 +97,17 @@ void RunPaged(int64_t hkv, int64_t group, int64_t hd, bool sliding) {
   int64_t next = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
     for (int64_t p = 0; p < kv::PagesFor(rows[r].start + rows[r].len); ++p) {
-      tables[r * stride + p] = perm[static_cast<size_t>(next++)];
+      const int32_t page = perm[static_cast<size_t>(next++)];
+      const bool released = sliding && kv::SlidingPageReleasable(p, rows[r].start, window);
+      tables[r * stride + p] = released ? kv::kReleasedPage : page;
     }
   }
   const int64_t pool = pages * kv::kPageTokens * hkv * hd;
   const std::vector<float> k_pool = RandBf16(rng, pool), v_pool = RandBf16(rng, pool);
   std::vector<int32_t> row_tokens{0}, row_start, token_blocks;
+  std::vector<attn::RowDesc> descs;
   for (const Row& r : rows) {
+    descs.push_back({row_tokens.back(), r.len, r.start});
     row_tokens.push_back(row_tokens.back() + static_cast<int32_t>(r.len));
     row_start.push_back(static_cast<int32_t>(r.start));
     for (int64_t p = r.start; p < r.start + r.len; ++p) {
@@ -158,12 +177,36 @@ void RunPaged(int64_t hkv, int64_t group, int64_t hd, bool sliding) {
   a.scale = scale;
   a.sliding = sliding;
   a.window = window;
-  ASSERT_TRUE(gpu::PagedAttention(a, nullptr).ok());
+  // The plan, uploaded as the runner does it.
+  attn::PlanOptions po{hq, hkv, sliding, window, mode.tensor_core, mode.target_ctas,
+                       mode.min_split_keys, 32};
+  const attn::AttentionPlan plan = attn::PlanPagedAttention(descs, &token_blocks, po);
+  DeviceBuffer<attn::WorkItem> ddec(plan.decode), dpre(plan.prefill);
+  DeviceBuffer<attn::MergeItem> dmerge(plan.merges);
+  DeviceBuffer<float> dws(static_cast<size_t>(attn::PlanWorkspaceBytes(plan, hq, hd) / 4));
+  gpu::PagedAttentionPlanView view;
+  view.decode = ddec.get();
+  view.decode_items = static_cast<int64_t>(plan.decode.size());
+  view.prefill = dpre.get();
+  view.prefill_items = static_cast<int64_t>(plan.prefill.size());
+  view.merges = dmerge.get();
+  view.merge_items = static_cast<int64_t>(plan.merges.size());
+  view.heads_per_cta = plan.heads_per_cta;
+  view.query_vectors = plan.query_vectors;
+  view.parts = plan.parts;
+  view.workspace = dws.get();
+  if (mode.planned) a.plan = &view;
+  const Status st = gpu::PagedAttention(a, nullptr);
+  ASSERT_TRUE(st.ok()) << st.ToString();
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  ExpectWithinTwiceBf16Flow("paged hkv=" + std::to_string(hkv) + " group=" +
-                                std::to_string(group) + " hd=" + std::to_string(hd) +
-                                (sliding ? " sliding" : " full"),
-                            FromBf16(dout.ToHost()), ref, flow);
+  const std::string what =
+      std::string(mode.planned ? "planned" : "generic") + (mode.tensor_core ? "+tc" : "") +
+      " hkv=" + std::to_string(hkv) + " group=" + std::to_string(group) +
+      " hd=" + std::to_string(hd) + (sliding ? " sliding" : " full") + " window=" +
+      std::to_string(window) + " decode items=" + std::to_string(plan.decode.size()) +
+      " prefill items=" + std::to_string(plan.prefill.size()) +
+      " merges=" + std::to_string(plan.merges.size());
+  ExpectWithinTwiceBf16Flow(what, FromBf16(dout.ToHost()), ref, flow);
 }
 
 TEST(CudaAttentionTest, PagedMatchesReferenceOverRowsMasksAndHeads) {
@@ -174,6 +217,60 @@ TEST(CudaAttentionTest, PagedMatchesReferenceOverRowsMasksAndHeads) {
     RunPaged(2, 1, 16, sliding);
     RunPaged(2, 4, 40, sliding);
   }
+}
+
+// The planned kernels (flash-decoding, the head_dim-256 tensor-core prefill, the merge) against
+// the same reference: decode rows at long contexts cut into splits, forced runs, prefill chunks
+// with an image at 1, 7, 63, 64, 65 and 130 tokens, chunks at offsets inside pages, window edges,
+// GQA 1/2/4/8, head_dim 256 and 128 / 72 / 40 on the decode kernel.
+TEST(CudaAttentionTest, PlannedMatchesReferenceOverSplitsTilesAndWindows) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<Row> decode = {{2047, 1, 0, 0}, {700, 1, 0, 0}, {15, 1, 0, 0},
+                                   {16, 1, 0, 0},   {300, 5, 0, 0}, {0, 1, 0, 0}};
+  const std::vector<Row> prefill = {{0, 130, 20, 84}, {200, 65, 0, 0}, {33, 64, 40, 97},
+                                    {5, 63, 0, 0},    {70, 7, 70, 77}, {999, 17, 0, 0},
+                                    {4000, 1, 0, 0}};
+  const bool tc = gpu::PagedTensorCorePrefillSupported(256);
+  for (bool sliding : {false, true}) {
+    for (int64_t window : {int64_t{16}, int64_t{1024}}) {
+      if (!sliding && window != 16) continue;
+      for (auto [hkv, group] : {std::pair<int64_t, int64_t>{4, 2}, {8, 1}, {2, 4}, {1, 8}}) {
+        // Splits: none (target 1), as a lone batch gets them (264), and many small ones.
+        for (int64_t target : {int64_t{1}, int64_t{264}, int64_t{5000}}) {
+          RunPaged(hkv, group, 256, sliding, decode, window, {true, tc, target, 64});
+        }
+        RunPaged(hkv, group, 256, sliding, prefill, window, {true, tc, 264, 256});
+        RunPaged(hkv, group, 256, sliding, prefill, window, {true, false, 264, 64});
+      }
+    }
+  }
+  for (int64_t hd : {128, 72, 40}) {
+    RunPaged(2, 2, hd, true, kMixedRows, 16, {true, false, 5000, 16});
+    RunPaged(2, 2, hd, false, kMixedRows, 16, {true, false, 264, 256});
+  }
+}
+
+TEST(CudaAttentionTest, PlannedRefusesPlansItCannotRun) {
+  SKIP_WITHOUT_GPU();
+  DeviceBuffer<__nv_bfloat16> buf(4096);
+  DeviceBuffer<int32_t> ints(64);
+  DeviceBuffer<attn::WorkItem> items(4);
+  gpu::PagedAttentionPlanView view;
+  view.prefill = items.get();
+  view.prefill_items = 1;
+  gpu::PagedAttentionArgs a;
+  a.q = a.k_pool = a.v_pool = buf.get();
+  a.o = buf.get();
+  a.row_tokens = a.row_start = a.block_tables = ints.get();
+  a.table_stride = 1;
+  a.rows = a.tokens = 1;
+  a.hq = a.hkv = 1;
+  a.hd = 128;  // prefill items need head_dim 256
+  a.plan = &view;
+  EXPECT_EQ(gpu::PagedAttention(a, nullptr).code(), StatusCode::kInvalidArgument);
+  view.prefill_items = 0;
+  view.heads_per_cta = 3;  // must divide hq / hkv = 1
+  EXPECT_EQ(gpu::PagedAttention(a, nullptr).code(), StatusCode::kInvalidArgument);
 }
 
 // One dense case: `images` images of n tokens, `heads` heads of hd; q/k/v rows `stride` elements
