@@ -3,7 +3,9 @@
 // (read once + written once), next to a device-to-device copy measured in the same process (the
 // practical bandwidth ceiling). Method as gemm_bench.cc: warm-up, L2 flushed before every timed
 // repeat, CUDA-event median. The PyTorch baseline for the same names and byte counts is
-// bench/torch_kernels_baseline.py (scripts/gpu/check.sh runs both).
+// bench/torch_kernels_baseline.py (scripts/gpu/check.sh runs both). Also the attention kernels:
+// the vision tower's (TFLOP/s) and the decoder's paged attention (decode as GB/s of KV read
+// against the copy, prefill as TFLOP/s).
 //
 //   vlmserve_bench_kernels [--repeats N]   → one JSON object on stdout
 #include <cuda_bf16.h>
@@ -19,6 +21,7 @@
 
 #include "bench/cuda_timer.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/attention_plan.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/avg_pool.h"
 #include "kernels/cuda/device.h"
@@ -30,6 +33,7 @@
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/sample.h"
+#include "kernels/kv_layout.h"
 
 namespace {
 
@@ -64,6 +68,153 @@ void Report(const char* name, const std::string& shape, double bytes,
       first_result ? "" : ",\n", name, shape.c_str(), bytes, us.first, us.second,
       bytes / (us.first * 1e-6) / 1e9);
   first_result = false;
+}
+
+// ---- the decoder's paged attention (issue 24), Gemma 3 4B heads: 8 query heads over 4 KV heads,
+// head_dim 256, pages of 16 tokens, local layers' window 1024 ----
+constexpr int64_t kPHq = 8, kPHkv = 4, kPHd = 256, kPWindow = 1024;
+
+struct PagedSetup {
+  std::vector<int32_t> row_tokens{0}, row_start, tables, blocks;
+  std::vector<vlmserve::attn::RowDesc> descs;
+  int64_t stride = 0, tokens = 0;
+};
+
+// `rows` sequences, each a row of `len` query tokens ending at position `context` − 1, their
+// pages laid out one sequence after another; an image block over positions [ib, ie) of each row.
+PagedSetup MakePaged(int64_t rows, int64_t context, int64_t len, int64_t ib, int64_t ie) {
+  PagedSetup s;
+  s.stride = vlmserve::kv::PagesFor(context);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t start = context - len;
+    s.descs.push_back({s.tokens, len, start});
+    s.tokens += len;
+    s.row_tokens.push_back(static_cast<int32_t>(s.tokens));
+    s.row_start.push_back(static_cast<int32_t>(start));
+    for (int64_t p = 0; p < s.stride; ++p) s.tables.push_back(static_cast<int32_t>(r * s.stride + p));
+    for (int64_t p = start; p < context; ++p) s.blocks.push_back(p >= ib && p < ie ? 0 : -1);
+  }
+  return s;
+}
+
+template <typename T>
+T* Upload(Arena& arena, const std::vector<T>& v) {
+  T* d = arena.Alloc<T>(std::max<int64_t>(1, static_cast<int64_t>(v.size())));
+  BENCH_CHECK_CUDA(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Times PagedAttention over `s` (planned, or the generic kernel when !planned).
+std::pair<double, double> TimePaged(vlmserve::bench::CudaTimer& timer, Arena& arena,
+                                    const PagedSetup& s, bool sliding, bool planned, bf16* k_pool,
+                                    bf16* v_pool) {
+  namespace attn = vlmserve::attn;
+  auto* q = arena.Alloc<bf16>(s.tokens * kPHq * kPHd);
+  auto* o = arena.Alloc<bf16>(s.tokens * kPHq * kPHd);
+  attn::PlanOptions po;
+  po.hq = kPHq;
+  po.hkv = kPHkv;
+  po.sliding = sliding;
+  po.window = kPWindow;
+  po.tensor_core_prefill = gpu::PagedTensorCorePrefillSupported(kPHd);
+  po.target_ctas = gpu::PagedDecodeTargetCtas();
+  const attn::AttentionPlan plan = attn::PlanPagedAttention(s.descs, &s.blocks, po);
+  gpu::PagedAttentionPlanView view;
+  view.decode = Upload(arena, plan.decode);
+  view.decode_items = static_cast<int64_t>(plan.decode.size());
+  view.prefill = Upload(arena, plan.prefill);
+  view.prefill_items = static_cast<int64_t>(plan.prefill.size());
+  view.merges = Upload(arena, plan.merges);
+  view.merge_items = static_cast<int64_t>(plan.merges.size());
+  view.heads_per_cta = plan.heads_per_cta;
+  view.query_vectors = plan.query_vectors;
+  view.parts = plan.parts;
+  view.workspace = arena.Alloc<float>(std::max<int64_t>(1, attn::PlanWorkspaceBytes(plan, kPHq, kPHd) / 4));
+  gpu::PagedAttentionArgs a;
+  a.q = q;
+  a.k_pool = k_pool;
+  a.v_pool = v_pool;
+  a.o = o;
+  a.row_tokens = Upload(arena, s.row_tokens);
+  a.row_start = Upload(arena, s.row_start);
+  a.block_tables = Upload(arena, s.tables);
+  a.token_blocks = Upload(arena, s.blocks);
+  a.table_stride = s.stride;
+  a.rows = static_cast<int64_t>(s.descs.size());
+  a.tokens = s.tokens;
+  a.hq = kPHq;
+  a.hkv = kPHkv;
+  a.hd = kPHd;
+  a.scale = 1.f / 16.f;  // query_pre_attn_scalar 256
+  a.sliding = sliding;
+  a.window = kPWindow;
+  a.plan = planned ? &view : nullptr;
+  return timer.Time(planned ? "paged_planned" : "paged_generic",
+                    [&] { return gpu::PagedAttention(a, nullptr); });
+}
+
+// Decode: batch × context, local and global layers, as GB/s of the K and V bytes the step must
+// read (batch · keys · 4 KV heads · 256 · 2 bytes · 2); the generic kernel once, at the target
+// point (32 × 2048). Prefill: one 330- and one 2048-token chunk with a 256-token image span at
+// positions 10..265, as TFLOP/s of the allowed (query, key) pairs (4 · pairs · 8 heads · 256).
+// torch: bench/torch_kernels_baseline.py, same names.
+void PagedAttentionBench(vlmserve::bench::CudaTimer& timer, Arena& arena, double copy_gbps) {
+  std::printf("\"paged_attention\": [\n");
+  bool first = true;
+  auto report = [&](const std::string& name, const std::string& shape, const char* unit,
+                    double amount, std::pair<double, double> us) {
+    const double rate = amount / (us.first * 1e-6) / 1e9;  // GB/s or GFLOP/s
+    std::printf("%s  {\"name\": \"%s\", \"shape\": \"%s\", \"median_us\": %.2f, \"min_us\": %.2f, ",
+                first ? "" : ",\n", name.c_str(), shape.c_str(), us.first, us.second);
+    if (std::strcmp(unit, "gbps") == 0) {
+      std::printf("\"kv_bytes\": %.0f, \"gbps\": %.1f, \"pct_copy\": %.1f}", amount, rate,
+                  100.0 * rate / copy_gbps);
+    } else {
+      std::printf("\"flop\": %.0f, \"tflops\": %.1f}", amount, rate / 1e3);
+    }
+    first = false;
+  };
+  // One pool big enough for the largest case (64 × 8192 tokens), shared by every case.
+  const int64_t max_tokens = 64 * 8192, row = kPHkv * kPHd;
+  auto* k_pool = arena.Alloc<bf16>(max_tokens * row);
+  auto* v_pool = arena.Alloc<bf16>(max_tokens * row);
+  for (bool sliding : {false, true}) {
+    for (int64_t batch : {int64_t{1}, int64_t{8}, int64_t{32}, int64_t{64}}) {
+      for (int64_t context : {int64_t{512}, int64_t{2048}, int64_t{8192}}) {
+        const PagedSetup s = MakePaged(batch, context, 1, 0, 0);
+        const int64_t keys = sliding ? std::min(context, kPWindow) : context;
+        const double bytes = 2.0 * batch * keys * row * 2;
+        const std::string name = std::string("decode_") + (sliding ? "local_" : "global_") +
+                                 std::to_string(batch) + "x" + std::to_string(context);
+        const std::string shape = std::to_string(batch) + "x" + std::to_string(context);
+        report(name, shape, "gbps", bytes, TimePaged(timer, arena, s, sliding, true, k_pool, v_pool));
+        if (batch == 32 && context == 2048) {
+          report(name + "_generic", shape, "gbps", bytes,
+                 TimePaged(timer, arena, s, sliding, false, k_pool, v_pool));
+        }
+      }
+    }
+  }
+  for (bool sliding : {false, true}) {
+    for (int64_t len : {int64_t{330}, int64_t{2048}}) {
+      const PagedSetup s = MakePaged(1, len, len, 10, 266);
+      double pairs = 0;
+      for (int64_t qp = 0; qp < len; ++qp) {
+        for (int64_t kp = 0; kp < len; ++kp) {
+          const int32_t qb = s.blocks[static_cast<size_t>(qp)], kb = s.blocks[static_cast<size_t>(kp)];
+          pairs += vlmserve::kv::AttendAllowed(qp, kp, qb, kb, sliding, kPWindow) ? 1 : 0;
+        }
+      }
+      const double flop = 4.0 * pairs * kPHq * kPHd;
+      const std::string name =
+          std::string("prefill_") + (sliding ? "local_" : "global_") + std::to_string(len);
+      for (bool planned : {true, false}) {
+        report(name + (planned ? "" : "_generic"), std::to_string(len), "tflops", flop,
+               TimePaged(timer, arena, s, sliding, planned, k_pool, v_pool));
+      }
+    }
+  }
+  std::printf("\n]\n");
 }
 
 }  // namespace
@@ -266,6 +417,8 @@ int main(int argc, char** argv) {
       first_result = false;
     }
   }
-  std::printf("\n]}\n");
+  std::printf("\n],\n");
+  PagedAttentionBench(timer, arena, 2.0 * copy_bytes / (copy_us.first * 1e-6) / 1e9);
+  std::printf("}\n");
   return 0;
 }

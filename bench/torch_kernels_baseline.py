@@ -116,8 +116,80 @@ def main():
 
             time(f"greedy_sample_{rows}", f"{rows}x{VOCAB}", 2 * rows * VOCAB, greedy)
 
+        paged = attention_baseline(dev, bf, args.repeats, flush)
+
     print(json.dumps({"bench": "torch_kernels", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                      "repeats": args.repeats, "copy_gbps": copy_gbps, "results": results}, indent=1))
+                      "repeats": args.repeats, "copy_gbps": copy_gbps, "results": results,
+                      "paged_attention": paged}, indent=1))
+
+
+def attention_baseline(dev, bf, repeats, flush):
+    """The decoder attention shapes of kernels_bench.cc's paged_attention (Gemma 3 4B: 8 query heads over
+    4 KV heads, d=256, local window 1024), in torch's SDPA over dense K/V (torch has no paged cache, so
+    this is the easier problem), per backend, same names and work counts:
+      decode   one query per sequence over its last `keys` keys (no mask needed: the whole range is
+               allowed), enable_gqa; GB/s of K+V read
+      prefill  one chunk of 330 / 2048 tokens with the Gemma 3 mask (causal, window on local layers,
+               bidirectional over the image at positions 10..265) as an explicit boolean mask — which
+               rules out the flash backend; TFLOP/s of the allowed (query, key) pairs"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    HQ, HKV, HD, WINDOW = 8, 4, 256, 1024
+    out = []
+
+    def timed(fn):
+        for _ in range(3):
+            fn()
+        times = []
+        for r in range(repeats):
+            flush.fill_(r & 0xFF)
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn()
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e))
+        return statistics.median_low(times)
+
+    def each_backend(name, shape, fn, unit, amount):
+        for backend in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
+            row = {"name": name, "shape": shape, "backend": backend}
+            try:
+                with sdpa_kernel(getattr(SDPBackend, backend)):
+                    med = timed(fn)
+                row["median_us"] = round(med * 1e3, 2)
+                if unit == "gbps":
+                    row["kv_bytes"], row["gbps"] = amount, round(amount / (med * 1e-3) / 1e9, 1)
+                else:
+                    row["flop"], row["tflops"] = amount, round(amount / (med * 1e-3) / 1e12, 1)
+            except Exception as e:  # an unsupported backend is a finding, not a crash
+                row["unsupported"] = str(e).splitlines()[0][:160]
+            out.append(row)
+
+    sdpa = F.scaled_dot_product_attention
+    for kind in ("global", "local"):
+        for batch in (1, 8, 32, 64):
+            for context in (512, 2048, 8192):
+                keys = min(context, WINDOW) if kind == "local" else context
+                q = torch.randn(batch, HQ, 1, HD, device=dev, dtype=bf)
+                k = torch.randn(batch, HKV, keys, HD, device=dev, dtype=bf)
+                v = torch.randn_like(k)
+                each_backend(f"decode_{kind}_{batch}x{context}", f"{batch}x{context}",
+                             lambda: sdpa(q, k, v, enable_gqa=True), "gbps", 2 * batch * keys * HKV * HD * 2)
+                del q, k, v
+    for kind in ("global", "local"):
+        for n in (330, 2048):
+            pos = torch.arange(n, device=dev)
+            image = (pos >= 10) & (pos < 266)
+            mask = (pos[None, :] <= pos[:, None]) | (image[:, None] & image[None, :])
+            if kind == "local":
+                mask &= pos[None, :] > pos[:, None] - WINDOW
+            q = torch.randn(1, HQ, n, HD, device=dev, dtype=bf)
+            k = torch.randn(1, HKV, n, HD, device=dev, dtype=bf)
+            v = torch.randn_like(k)
+            flop = 4 * int(mask.sum()) * HQ * HD
+            each_backend(f"prefill_{kind}_{n}", str(n),
+                         lambda: sdpa(q, k, v, attn_mask=mask, enable_gqa=True), "tflops", flop)
+    return out
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ StatusOr<std::unique_ptr<ServeEngine>> ServeEngine::Load(const std::string& mode
   ro.kv_cache_tokens = options.kv_cache_tokens;
   ro.kv_cache_bytes = options.kv_cache_bytes;
   ro.gpu_memory_fraction = options.gpu_memory_fraction;
+  ro.on_load_progress = options.on_load_progress;
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, CreateModelRunner(*model, device, ro));
   return Create(std::move(model), std::move(runner), std::move(options));
 }

@@ -65,6 +65,8 @@ struct EngineOptions {
   int64_t kv_cache_tokens = 0;
   int64_t kv_cache_bytes = 0;        // else the cache's bytes (0 = unset)
   double gpu_memory_fraction = 0;    // else, on a GPU, this share of its memory (0 = unset)
+  // Loading on a GPU: called as the weights reach the device (bytes so far, total), ~every 10 %.
+  std::function<void(uint64_t done, uint64_t total)> on_load_progress;
   // Continuous batching (engine/scheduler.h).
   int64_t step_token_budget = 512;  // tokens per step; raised to hold one image and every row
   int64_t max_running = 64;         // sequences in a step at once

@@ -19,6 +19,7 @@ StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const ModelDir& model,
 #ifdef VLMSERVE_HAVE_CUDA_RUNNER
     CudaRunnerOptions cuda;
     cuda.kv = sizing;
+    cuda.on_load_progress = options.on_load_progress;
     ASSIGN_OR_RETURN(auto runner, CudaModelRunner::Create(*model.checkpoint, model.config, cuda));
     return std::unique_ptr<ModelRunner>(std::move(runner));
 #else

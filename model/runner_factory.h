@@ -6,6 +6,7 @@
 //   "auto"  the CPU reference, until the CUDA runner has passed its GPU check
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,9 @@ struct RunnerOptions {
   int64_t kv_cache_tokens = 0;
   int64_t kv_cache_bytes = 0;
   double gpu_memory_fraction = 0;  // CUDA only
+  // CUDA only: called as the weights reach the device (bytes uploaded so far, total), about every
+  // 10 % and at the end — a multi-GB load takes seconds to minutes, and the log should say so.
+  std::function<void(uint64_t done, uint64_t total)> on_load_progress;
 };
 
 // `model` must outlive the runner (its weights may be used in place).

@@ -200,6 +200,11 @@ Status VlmServer::LoadModel() {
   const auto t0 = std::chrono::steady_clock::now();
   EngineOptions eo = EngineOptionsFor(options_);
   eo.on_fatal = FatalHandler();
+  eo.on_load_progress = [t0](uint64_t done, uint64_t total) {
+    spdlog::info("loading weights onto the GPU: {} of {} ({:.0f} %) after {:.1f} s",
+                 FormatBytes(done), FormatBytes(total), 100.0 * done / std::max<uint64_t>(total, 1),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  };
   auto engine = ServeEngine::Load(dir, options_.device, std::move(eo));
   if (!engine.ok()) return engine.status();
   spdlog::info(

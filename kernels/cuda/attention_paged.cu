@@ -8,7 +8,7 @@
 // heads_per_cta query heads of one KV head). Its query vectors (q_count tokens × those heads, at
 // most 8) stay in registers, each lane holding 8 consecutive dimensions (one 16-byte load per key
 // row: a warp reads a 256-dim K or V row in one 512-byte transaction). The 4 warps take every
-// 4th key of the item's range, two keys per iteration for more bytes in flight; each key's K and V
+// 4th key of the item's range, four keys per iteration for more bytes in flight; each key's K and V
 // row is read once and used by every query vector of the CTA — GQA's heads share the read. Scores
 // are warp sums; the softmax is online in the log2 domain (scale · log2 e folded into q). The
 // warps' states meet in shared memory; an unsplit item writes bf16 output, a split one writes
@@ -61,6 +61,18 @@ __device__ __forceinline__ float WarpSum(float x) {
 // ---------------------------------------------------------------- flash-decoding
 
 constexpr int kDecWarps = 4;
+constexpr int kUnroll = 4;  // keys in flight per warp
+
+// 8 bf16 (one 16-byte load) widened to fp32.
+__device__ __forceinline__ void Widen(const uint4& raw, float (&out)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
 
 // kQv: the register arrays' size, the plan's query_vectors rounded up to 1, 2, 4 or 8 (Gemma 3 4B
 // decode: 2 heads × 1 token — 8 would cost ~170 more registers per thread and half the
@@ -107,8 +119,11 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   }
 
   const int32_t* table = a.block_tables + int64_t{w.row} * a.table_stride;
-  // One key: its K and V rows (8 dims per lane), then every query vector that may read it.
-  auto key = [&](int64_t k, const float (&kf)[8], const float (&vf)[8]) {
+  // One key: its K and V rows (8 dims per lane, raw bf16), then every query vector that may read it.
+  auto key = [&](int64_t k, const uint4& kraw, const uint4& vraw) {
+    float kf[8], vf[8];
+    Widen(kraw, kf);
+    Widen(vraw, vf);
     const int32_t kb = a.token_blocks && k >= start ? a.token_blocks[first_token + (k - start)] : -1;
 #pragma unroll
     for (int v = 0; v < kQv; ++v) {
@@ -126,20 +141,25 @@ __global__ void __launch_bounds__(kDecWarps * 32)
       m[v] = m_new;
     }
   };
-  auto load = [&](int64_t k, float (&kf)[8], float (&vf)[8]) {
-    if (!active) return;
-    const int64_t off =
-        kv::PoolOffset(table[kv::LogicalPage(k)], kv::SlotInPage(k), kvh, d0, a.hkv, hd);
-    LoadBf16<8>(a.k_pool + off, kf);
-    LoadBf16<8>(a.v_pool + off, vf);
-  };
-  for (int64_t k = w.k_begin + warp; k < w.k_end; k += 2 * kDecWarps) {
-    float k0[8] = {}, v0[8] = {}, k1[8] = {}, v1[8] = {};
-    const int64_t k_next = k + kDecWarps;
-    load(k, k0, v0);
-    if (k_next < w.k_end) load(k_next, k1, v1);  // both loads in flight before any math
-    key(k, k0, v0);
-    if (k_next < w.k_end) key(k_next, k1, v1);
+  // kUnroll keys per warp and iteration, all their loads issued before any math: the bytes in
+  // flight per SM are what a memory-bound kernel's bandwidth is made of.
+  for (int64_t k = w.k_begin + warp; k < w.k_end; k += kUnroll * kDecWarps) {
+    uint4 kr[kUnroll], vr[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t ku = k + u * kDecWarps;
+      kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      if (active && ku < w.k_end) {
+        const int64_t off =
+            kv::PoolOffset(table[kv::LogicalPage(ku)], kv::SlotInPage(ku), kvh, d0, a.hkv, hd);
+        kr[u] = *reinterpret_cast<const uint4*>(a.k_pool + off);
+        vr[u] = *reinterpret_cast<const uint4*>(a.v_pool + off);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (k + u * kDecWarps < w.k_end) key(k + u * kDecWarps, kr[u], vr[u]);
+    }
   }
 
   // The warps' states meet: weights 2^(m_w − M) (softmax_merge.h), then output or a partial.

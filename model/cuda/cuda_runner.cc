@@ -61,6 +61,68 @@ class Carver {
   size_t total_ = 0;
 };
 
+// Host → device copies through two pinned stages (see Upload), with progress reports about every
+// 10 % of `total` bytes and at the end.
+class StagedUpload {
+ public:
+  static constexpr size_t kStage = size_t{32} << 20;
+  StagedUpload(cudaStream_t stream, std::function<void(uint64_t, uint64_t)> progress,
+               uint64_t total)
+      : stream_(stream), progress_(std::move(progress)), total_(total) {
+    for (int i = 0; i < 2; ++i) {
+      pinned_ = pinned_ && stage_[i].Reserve(kStage).ok() &&
+                cudaEventCreateWithFlags(&done_[i], cudaEventDisableTiming) == cudaSuccess;
+    }
+    cudaGetLastError();
+  }
+  ~StagedUpload() {
+    for (cudaEvent_t e : done_) {
+      if (e) cudaEventDestroy(e);
+    }
+  }
+  StagedUpload(const StagedUpload&) = delete;
+  StagedUpload& operator=(const StagedUpload&) = delete;
+
+  Status Copy(uint8_t* dst, const void* src, size_t bytes) {
+    const auto* from = static_cast<const uint8_t*>(src);
+    for (size_t at = 0; at < bytes; at += kStage) {
+      const size_t n = std::min(kStage, bytes - at);
+      if (!pinned_) {
+        CUDA_CHECK(cudaMemcpy(dst + at, from + at, n, cudaMemcpyHostToDevice));
+        continue;
+      }
+      const int s = next_++ & 1;
+      CUDA_CHECK(cudaEventSynchronize(done_[s]));  // this stage's previous copy has finished
+      std::memcpy(stage_[s].data(), from + at, n);
+      CUDA_CHECK(cudaMemcpyAsync(dst + at, stage_[s].data(), n, cudaMemcpyHostToDevice, stream_));
+      CUDA_CHECK(cudaEventRecord(done_[s], stream_));
+    }
+    done_bytes_ += bytes;
+    if (progress_ && total_ > 0 && done_bytes_ * 10 / total_ > reported_tenths_ &&
+        done_bytes_ < total_) {
+      reported_tenths_ = done_bytes_ * 10 / total_;
+      progress_(done_bytes_, total_);
+    }
+    return Status::Ok();
+  }
+  // Waits for the last copies; reports the end (the whole allocation: what is not copied is the
+  // alignment padding between tensors).
+  Status Finish() {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (progress_) progress_(total_, total_);
+    return Status::Ok();
+  }
+
+ private:
+  cudaStream_t stream_;
+  std::function<void(uint64_t, uint64_t)> progress_;
+  uint64_t total_, done_bytes_ = 0, reported_tenths_ = 0;
+  PinnedMemory stage_[2];
+  cudaEvent_t done_[2] = {nullptr, nullptr};
+  bool pinned_ = true;
+  uint64_t next_ = 0;
+};
+
 }  // namespace
 
 DeviceMemory::~DeviceMemory() {
@@ -80,6 +142,28 @@ Status DeviceMemory::Reserve(size_t bytes) {
     cudaGetLastError();  // an allocation failure is not sticky: clear it
     return ResourceExhaustedError("cannot allocate " + std::to_string(bytes >> 20) +
                                   " MiB of GPU memory: " + cudaGetErrorString(err));
+  }
+  bytes_ = bytes;
+  return Status::Ok();
+}
+
+PinnedMemory::~PinnedMemory() {
+  if (ptr_) cudaFreeHost(ptr_);
+}
+
+Status PinnedMemory::Reserve(size_t bytes) {
+  if (bytes <= bytes_) return Status::Ok();
+  if (ptr_) {
+    CUDA_CHECK(cudaFreeHost(ptr_));
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  const cudaError_t err = cudaMallocHost(&ptr_, bytes);
+  if (err != cudaSuccess) {
+    ptr_ = nullptr;
+    cudaGetLastError();  // not sticky
+    return ResourceExhaustedError("cannot lock " + std::to_string(bytes >> 20) +
+                                  " MiB of host memory: " + cudaGetErrorString(err));
   }
   bytes_ = bytes;
   return Status::Ok();
@@ -116,7 +200,7 @@ StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   CUDA_CHECK(cudaSetDevice(r->device_));
   CUDA_CHECK(cudaStreamCreateWithFlags(&r->stream_, cudaStreamNonBlocking));
   ASSIGN_OR_RETURN(r->gemm_, CublasLtGemm::Create());
-  RETURN_IF_ERROR(r->Upload(ck));
+  RETURN_IF_ERROR(r->Upload(ck, options));
 
   // KV pools: per layer K and V of its kind's page count.
   const Gemma3TextConfig& t = config.text;
@@ -159,7 +243,7 @@ StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
 }
 
 // Every weight the runner reads, uploaded into one allocation.
-Status CudaModelRunner::Upload(const Checkpoint& ck) {
+Status CudaModelRunner::Upload(const Checkpoint& ck, const CudaRunnerOptions& options) {
   namespace tn = tensor_names;
   struct Item {
     size_t offset = 0;
@@ -287,16 +371,19 @@ Status CudaModelRunner::Upload(const Checkpoint& ck) {
   const size_t inv_sliding_at = carve.Add(inv_sliding.size() * 4);
 
   RETURN_IF_ERROR(weights_.Reserve(carve.total()).WithPrefix("the model's weights"));
+  // mmap'd checkpoint → bf16 bits (host) → two pinned 32 MiB stages → device: while one stage's
+  // copy runs, the host fills the other and converts the next tensor. Where the system refuses to
+  // lock memory, plain synchronous copies.
+  StagedUpload up(stream_, options.on_load_progress, carve.total());
   for (Item& item : items) {
     ASSIGN_OR_RETURN(std::vector<uint16_t> bits, item.make());
-    CUDA_CHECK(cudaMemcpy(weights_.data() + item.offset, bits.data(), bits.size() * 2,
-                          cudaMemcpyHostToDevice));
+    RETURN_IF_ERROR(up.Copy(weights_.data() + item.offset, bits.data(), bits.size() * 2));
     *item.out = reinterpret_cast<const bf16*>(weights_.data() + item.offset);
   }
-  CUDA_CHECK(cudaMemcpy(weights_.data() + inv_full_at, inv_full.data(), inv_full.size() * 4,
-                        cudaMemcpyHostToDevice));
-  CUDA_CHECK(cudaMemcpy(weights_.data() + inv_sliding_at, inv_sliding.data(),
-                        inv_sliding.size() * 4, cudaMemcpyHostToDevice));
+  RETURN_IF_ERROR(up.Copy(weights_.data() + inv_full_at, inv_full.data(), inv_full.size() * 4));
+  RETURN_IF_ERROR(
+      up.Copy(weights_.data() + inv_sliding_at, inv_sliding.data(), inv_sliding.size() * 4));
+  RETURN_IF_ERROR(up.Finish());
   inv_freq_full_ = reinterpret_cast<const float*>(weights_.data() + inv_full_at);
   inv_freq_sliding_ = reinterpret_cast<const float*>(weights_.data() + inv_sliding_at);
   return Status::Ok();
@@ -590,9 +677,19 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   RETURN_IF_ERROR(step_scratch_.Reserve(cv.total()));
   uint8_t* base = step_scratch_.data();
   auto buf = [base](size_t at) { return reinterpret_cast<bf16*>(base + at); };
-  host_staging_.assign(in.total(), 0);
-  auto stage = [this](size_t at, const void* src, size_t bytes) {
-    if (bytes) std::memcpy(host_staging_.data() + at, src, bytes);
+  // Pinned staging: the copy of the previous step's inputs must be over before the buffer is
+  // rewritten (a step that failed half-way may have left it queued; otherwise the stream is idle).
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  uint8_t* staging = nullptr;
+  if (host_pinned_.Reserve(in.total()).ok()) {
+    staging = host_pinned_.data();
+  } else {
+    host_pageable_.resize(in.total());
+    staging = host_pageable_.data();
+  }
+  std::memset(staging, 0, in.total());
+  auto stage = [staging](size_t at, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(staging + at, src, bytes);
   };
   stage(ids_in, ids.data(), ids.size() * 4);
   stage(pos_in, positions.data(), positions.size() * 4);
@@ -615,8 +712,7 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   stage_plan(plan_full, pf_in);
   stage_plan(plan_sliding, ps_in);
   uint8_t* inputs = base + inputs_at;
-  CUDA_CHECK(cudaMemcpyAsync(inputs, host_staging_.data(), host_staging_.size(),
-                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(inputs, staging, in.total(), cudaMemcpyHostToDevice, stream_));
   auto dev_i32 = [inputs](size_t at) { return reinterpret_cast<const int32_t*>(inputs + at); };
   auto plan_view = [&](const attn::AttentionPlan& p, const std::array<size_t, 3>& at) {
     gpu::PagedAttentionPlanView v;

@@ -35,6 +35,7 @@
 #include <cuda_runtime.h>
 
 #include <map>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -55,6 +56,8 @@ struct CudaRunnerOptions {
   // batches (~40 MB per 896² image) and cuBLASLt's workspace.
   uint64_t reserve_bytes = uint64_t{1} << 30;
   int device = 0;  // CUDA device ordinal
+  // Called as the weights reach the device (bytes so far, total): about every 10 % and at the end.
+  std::function<void(uint64_t done, uint64_t total)> on_load_progress;
 };
 
 // Device memory owned by one object (cudaFree on destruction); grows on demand, never shrinks.
@@ -69,6 +72,26 @@ class DeviceMemory {
     o.bytes_ = 0;
   }
   // At least `bytes` (contents are lost when it grows).
+  Status Reserve(size_t bytes);
+  uint8_t *data() const { return static_cast<uint8_t *>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void *ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Page-locked host memory (cudaMallocHost): copies from it run asynchronously at the full link rate
+// (from pageable memory the driver copies through its own staging, synchronously). Grows on
+// demand, never shrinks; freed on destruction.
+class PinnedMemory {
+ public:
+  PinnedMemory() = default;
+  ~PinnedMemory();
+  PinnedMemory(const PinnedMemory &) = delete;
+  PinnedMemory &operator=(const PinnedMemory &) = delete;
+  // At least `bytes` (contents are lost when it grows). RESOURCE_EXHAUSTED when the system cannot
+  // lock that much (ulimit -l, container limits).
   Status Reserve(size_t bytes);
   uint8_t *data() const { return static_cast<uint8_t *>(ptr_); }
   size_t bytes() const { return bytes_; }
@@ -123,7 +146,7 @@ class CudaModelRunner : public ModelRunner {
   };
 
   explicit CudaModelRunner(Gemma3Config c) : config_(std::move(c)) {}
-  Status Upload(const Checkpoint &ck);
+  Status Upload(const Checkpoint &ck, const CudaRunnerOptions &options);
   Status Validate(const StepRow &row) const;
 
   Gemma3Config config_;
@@ -131,7 +154,10 @@ class CudaModelRunner : public ModelRunner {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtGemm> gemm_;
   DeviceMemory weights_, kv_, step_scratch_, vision_scratch_;
-  std::vector<uint8_t> host_staging_;
+  // A step's inputs, staged here and copied in one transfer (pinned; pageable when the system
+  // refuses to lock memory).
+  PinnedMemory host_pinned_;
+  std::vector<uint8_t> host_pageable_;
   // Vision tower and projector.
   const bf16 *patch_w_ = nullptr, *patch_b_ = nullptr, *pos_emb_ = nullptr;
   const bf16 *post_ln_w_ = nullptr, *post_ln_b_ = nullptr;

@@ -109,13 +109,17 @@ run_tests() {  # name binary log json [gtest args...]
   line=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?' "$3" | tr '\n' ' ')
   if [[ $rc -eq 0 ]]; then say "$1: ok — $line"; else say "FAIL $1 (exit $rc): $line"; FAILED=1; fi
 }
-# The head_dim-72 tensor-core attention (never run on a GPU before its first check) runs in a
-# process of its own: a kernel fault poisons the CUDA context of every later test in its process.
+# The tensor-core and planned attention kernels (never run on a GPU before their first check) run
+# in processes of their own: a kernel fault poisons the CUDA context of every later test in its
+# process.
 run_tests "GPU tests" "$BIN/vlmserve_gpu_tests" "$OUT/gpu_tests.log" "$OUT/gpu_tests.json" \
-  --gtest_filter='-CudaAttentionTest.DenseFastPath*'
+  --gtest_filter='-CudaAttentionTest.DenseFastPath*:CudaAttentionTest.Planned*'
 run_tests "attention fast path (d=72)" "$BIN/vlmserve_gpu_tests" "$OUT/fast_tests.log" \
   "$OUT/gpu_tests.json" --gtest_filter='CudaAttentionTest.DenseFastPath*'
 { echo; echo "==== attention fast path (d=72) ===="; cat "$OUT/fast_tests.log"; } >> "$OUT/gpu_tests.log"
+run_tests "planned paged attention (flash-decoding, d=256 prefill)" "$BIN/vlmserve_gpu_tests" \
+  "$OUT/fast_tests.log" "$OUT/gpu_tests.json" --gtest_filter='CudaAttentionTest.Planned*'
+{ echo; echo "==== planned paged attention ===="; cat "$OUT/fast_tests.log"; } >> "$OUT/gpu_tests.log"
 rm -f "$OUT/gpu_tests.json" "$OUT/fast_tests.log"  # the 8 files that come back are counted
 run_tests "CPU reference tests" "$BIN/vlmserve_kernel_ref_tests" "$OUT/ref_tests.log" "$OUT/ref_tests.json"
 # The CUDA runner against the CPU runner on the tiny fixtures (found through VLMSERVE_SOURCE_DIR:
@@ -224,6 +228,20 @@ else:
         tb = f"{b['median_us']:9.1f} {b['gbps']:7.1f} {b['median_us']/r['median_us']:7.2f}" if b else f"{'-':>9s} {'-':>7s} {'-':>7s}"
         print(f"{r['name']:20s} {r['shape']:18s} {r['median_us']:9.1f} {r['gbps']:7.1f} "
               f"{100 * r['gbps'] / kernels['copy_gbps']:5.0f}% {tb}")
+    # The decoder's paged attention (issue 24): ours (planned; _generic = the warp-per-query
+    # kernel) next to the fastest torch SDPA backend on dense K/V of the same shape.
+    best = {}
+    for b in tkernels.get("paged_attention", []):
+        if "median_us" in b and (b["name"] not in best or b["median_us"] < best[b["name"]]["median_us"]):
+            best[b["name"]] = b
+    if kernels.get("paged_attention"):
+        print("paged attention (8/4 heads, d=256; decode: GB/s of KV read, % of copy; prefill: TFLOP/s):")
+    for r in kernels.get("paged_attention", []):
+        b = best.get(r["name"].replace("_generic", ""))
+        rate = (f"{r['gbps']:7.1f} GB/s {r['pct_copy']:5.1f}%" if "gbps" in r else f"{r['tflops']:7.1f} TFLOP/s      ")
+        tb = (f"torch {b['backend']:19s} {b['median_us']:9.1f} us  ours {b['median_us'] / r['median_us']:5.2f}x"
+              if b else "torch -")
+        print(f"  {r['name']:28s} {r['median_us']:9.1f} us {rate}  {tb}")
 PY
 
 # ---- 4. transformers end-to-end baseline (random weights of the real 4B config, bf16) -----------
@@ -293,7 +311,10 @@ if [[ -z "$SAN" ]]; then
   echo "compute-sanitizer not found" > "$OUT/sanitizer.log"
   say "sanitizers: unavailable (compute-sanitizer not found)"
 else
-  sanitize "memcheck GPU tests" 150 memcheck "$BIN/vlmserve_gpu_tests"
+  sanitize "memcheck GPU tests" 150 memcheck "$BIN/vlmserve_gpu_tests" \
+    --gtest_filter='-CudaAttentionTest.Planned*'
+  VLMSERVE_GPU_SMALL=1 sanitize "memcheck planned attention (small shapes)" 60 memcheck \
+    "$BIN/vlmserve_gpu_tests" --gtest_filter='CudaAttentionTest.Planned*'
   if [[ -x "$BIN/vlmserve_gpu_runner_tests" ]]; then
     VLMSERVE_SOURCE_DIR="$ROOT" sanitize "memcheck CUDA runner tests" 120 memcheck \
       "$BIN/vlmserve_gpu_runner_tests"

@@ -122,6 +122,24 @@ TEST(CudaRunnerTest, WithoutAGpuDeviceCudaIsOneClearError) {
   EXPECT_NE(r.status().message().find("no CUDA device"), std::string::npos);
 }
 
+// The weights go up through the pinned stages and the progress reports end at the total, which is
+// the weights' device allocation; reports never go backwards.
+TEST(CudaRunnerTest, LoadProgressEndsAtTheWeightBytes) {
+  SKIP_WITHOUT_GPU();
+  auto model = ModelDir::Load(testing::FixturePath("decoder/gqa2_two_images"), "", DType::kBF16);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::vector<std::pair<uint64_t, uint64_t>> reports;
+  CudaRunnerOptions o;
+  o.on_load_progress = [&](uint64_t done, uint64_t total) { reports.push_back({done, total}); };
+  auto r = CudaModelRunner::Create(*model->checkpoint, model->config, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_FALSE(reports.empty());
+  for (size_t i = 1; i < reports.size(); ++i) EXPECT_GE(reports[i].first, reports[i - 1].first);
+  EXPECT_EQ(reports.back().first, reports.back().second);
+  EXPECT_LE(reports.back().second, (*r)->weight_bytes());
+  EXPECT_LE(reports.size(), 11u);
+}
+
 // A tiny decoder fixture's golden prompt: ids, token types (1 on image soft tokens), pixels.
 struct GoldenPrompt {
   std::vector<int32_t> ids;
