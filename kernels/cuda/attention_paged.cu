@@ -63,17 +63,6 @@ __device__ __forceinline__ float WarpSum(float x) {
 constexpr int kDecWarps = 4;
 constexpr int kUnroll = 4;  // keys in flight per warp
 
-// 8 bf16 (one 16-byte load) widened to fp32.
-__device__ __forceinline__ void Widen(const uint4& raw, float (&out)[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-
 // kQv: the register arrays' size, the plan's query_vectors rounded up to 1, 2, 4 or 8 (Gemma 3 4B
 // decode: 2 heads × 1 token — 8 would cost ~170 more registers per thread and half the
 // occupancy).
@@ -122,8 +111,8 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   // One key: its K and V rows (8 dims per lane, raw bf16), then every query vector that may read it.
   auto key = [&](int64_t k, const uint4& kraw, const uint4& vraw) {
     float kf[8], vf[8];
-    Widen(kraw, kf);
-    Widen(vraw, vf);
+    WidenBf16x8(kraw, kf);
+    WidenBf16x8(vraw, vf);
     const int32_t kb = a.token_blocks && k >= start ? a.token_blocks[first_token + (k - start)] : -1;
 #pragma unroll
     for (int v = 0; v < kQv; ++v) {
@@ -325,65 +314,19 @@ __global__ void __launch_bounds__(pf::kThreads)
         s[j][e] = ok ? s[j][e] * scale_log2 : -INFINITY;
       }
     }
-    // Online softmax; a row with no allowed key so far keeps m = −inf and exponentiates against
-    // 0 (every p is then 0), never −inf − −inf.
-    float mx[2] = {m[0], m[1]};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
-      mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
-    }
-    float base[2], corr[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-      base[i] = mx[i] == -INFINITY ? 0.f : mx[i];
-      corr[i] = exp2f(m[i] - base[i]);
-      m[i] = mx[i];
-      l[i] *= corr[i];
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[j][e] = exp2f(s[j][e] - base[e >> 1]);
-        l[e >> 1] += s[j][e];
-      }
-    }
-#pragma unroll
-    for (int t = 0; t < 32; ++t) {
-      o[t][0] *= corr[0];
-      o[t][1] *= corr[0];
-      o[t][2] *= corr[1];
-      o[t][3] *= corr[1];
-    }
+    // Online softmax (a row with no allowed key so far keeps m = −inf, p = 0).
+    flash::OnlineSoftmax(s, m, l, o);
     // O += P V: two k-steps of 16 keys, 32 n-tiles of 8 output dimensions (two per ldmatrix).
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       uint32_t pa[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const float* pr = s[mma::PTile(kk, r)] + mma::PFirst(r);
-        pa[r] = PackBf16(pr[0], pr[1]);
-      }
-      const bf16* vrow = sm.v + mma::VKeyRow(kk * 16, lane) * kRow;
-#pragma unroll
-      for (int np = 0; np < 16; ++np) {
-        uint32_t b[4];
-        Ldsm4T(b, vrow + mma::VCol(np * 16, lane));
-        Mma(o[2 * np], pa, b[0], b[1]);
-        Mma(o[2 * np + 1], pa, b[2], b[3]);
-      }
+      flash::PFragment(s, kk, pa);
+      flash::AccumulatePV<16>(pa, sm.v + mma::VKeyRow(kk * 16, lane) * kRow, lane, o);
     }
   }
 
   // Row sums over the quad, then bf16 pairs to global memory (a row with no key writes zeros).
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-  }
+  flash::QuadRowSums(l);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     if (!qvalid[half]) continue;

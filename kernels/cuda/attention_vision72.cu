@@ -114,58 +114,16 @@ __global__ void __launch_bounds__(kThreads)
         s[j][e] = edge && key >= n ? -INFINITY : s[j][e] * scale_log2;
       }
     }
-    // Online softmax: the new row max over the quad; rescale what was accumulated.
-    float mx[2] = {m[0], m[1]};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
-      mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-    }
-    // Every tile holds at least one real key (k0 < n), so mx is finite here.
-    const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
-    m[0] = mx[0];
-    m[1] = mx[1];
-    l[0] *= corr[0];
-    l[1] *= corr[1];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      s[j][0] = exp2f(s[j][0] - m[0]);
-      s[j][1] = exp2f(s[j][1] - m[0]);
-      s[j][2] = exp2f(s[j][2] - m[1]);
-      s[j][3] = exp2f(s[j][3] - m[1]);
-      l[0] += s[j][0] + s[j][1];
-      l[1] += s[j][2] + s[j][3];
-    }
-#pragma unroll
-    for (int t = 0; t < 9; ++t) {
-      o[t][0] *= corr[0];
-      o[t][1] *= corr[0];
-      o[t][2] *= corr[1];
-      o[t][3] *= corr[1];
-    }
+    // Online softmax (every tile holds at least one real key, k0 < n, so the max is finite).
+    flash::OnlineSoftmax(s, m, l, o);
     // O += P V over k-steps of 16 keys: P's C fragments become A fragments in place; V through
     // ldmatrix.trans (rows are keys, columns d).
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint32_t pa[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const float* p = s[mma::PTile(kk, r)] + mma::PFirst(r);
-        pa[r] = PackBf16(p[0], p[1]);
-      }
+      flash::PFragment(s, kk, pa);
       const bf16* vrow = sm.v + mma::VKeyRow(kk * 16, lane) * kRow;
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        uint32_t b[4];
-        Ldsm4T(b, vrow + mma::VCol(np * 16, lane));
-        Mma(o[2 * np], pa, b[0], b[1]);
-        Mma(o[2 * np + 1], pa, b[2], b[3]);
-      }
+      flash::AccumulatePV<4>(pa, vrow, lane, o);  // columns 0..63
       uint32_t b[2];
       Ldsm2T(b, vrow + mma::VColX2(64, lane));  // columns 64..71 (lanes 16-31 repeat 0-15's rows)
       Mma(o[8], pa, b[0], b[1]);
@@ -173,11 +131,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   // The row sums over the quad, then bf16 pairs straight to global memory.
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-  }
+  flash::QuadRowSums(l);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t row = q0 + warp * 16 + mma::CRow(lane, 2 * half);

@@ -9,18 +9,22 @@
 
 namespace vlmserve::gpu {
 
+// 8 bf16 values held in one 16-byte word, widened to fp32.
+__device__ __forceinline__ void WidenBf16x8(const uint4& raw, float (&out)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
 // V consecutive bf16 values (V = 8: one 16-byte transaction; V = 1: scalar) widened to fp32.
 template <int V>
 __device__ __forceinline__ void LoadBf16(const __nv_bfloat16* p, float (&out)[V]) {
   if constexpr (V == 8) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
+    WidenBf16x8(*reinterpret_cast<const uint4*>(p), out);
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = __bfloat162float(p[i]);

@@ -125,49 +125,39 @@ class StagedUpload {
 
 }  // namespace
 
-DeviceMemory::~DeviceMemory() {
-  if (ptr_) cudaFree(ptr_);
+template <MemoryKind K>
+CudaMemory<K>::~CudaMemory() {
+  if (!ptr_) return;
+  if constexpr (K == MemoryKind::kDevice) {
+    cudaFree(ptr_);
+  } else {
+    cudaFreeHost(ptr_);
+  }
 }
 
-Status DeviceMemory::Reserve(size_t bytes) {
+template <MemoryKind K>
+Status CudaMemory<K>::Reserve(size_t bytes) {
+  constexpr bool kDevice = K == MemoryKind::kDevice;
   if (bytes <= bytes_) return Status::Ok();
   if (ptr_) {
-    CUDA_CHECK(cudaFree(ptr_));
+    CUDA_CHECK(kDevice ? cudaFree(ptr_) : cudaFreeHost(ptr_));
     ptr_ = nullptr;
     bytes_ = 0;
   }
-  const cudaError_t err = cudaMalloc(&ptr_, bytes);
+  const cudaError_t err = kDevice ? cudaMalloc(&ptr_, bytes) : cudaMallocHost(&ptr_, bytes);
   if (err != cudaSuccess) {
     ptr_ = nullptr;
     cudaGetLastError();  // an allocation failure is not sticky: clear it
-    return ResourceExhaustedError("cannot allocate " + std::to_string(bytes >> 20) +
-                                  " MiB of GPU memory: " + cudaGetErrorString(err));
+    return ResourceExhaustedError(std::string("cannot allocate ") + std::to_string(bytes >> 20) +
+                                  (kDevice ? " MiB of GPU memory: " : " MiB of pinned host memory: ") +
+                                  cudaGetErrorString(err));
   }
   bytes_ = bytes;
   return Status::Ok();
 }
 
-PinnedMemory::~PinnedMemory() {
-  if (ptr_) cudaFreeHost(ptr_);
-}
-
-Status PinnedMemory::Reserve(size_t bytes) {
-  if (bytes <= bytes_) return Status::Ok();
-  if (ptr_) {
-    CUDA_CHECK(cudaFreeHost(ptr_));
-    ptr_ = nullptr;
-    bytes_ = 0;
-  }
-  const cudaError_t err = cudaMallocHost(&ptr_, bytes);
-  if (err != cudaSuccess) {
-    ptr_ = nullptr;
-    cudaGetLastError();  // not sticky
-    return ResourceExhaustedError("cannot lock " + std::to_string(bytes >> 20) +
-                                  " MiB of host memory: " + cudaGetErrorString(err));
-  }
-  bytes_ = bytes;
-  return Status::Ok();
-}
+template class CudaMemory<MemoryKind::kDevice>;
+template class CudaMemory<MemoryKind::kPinnedHost>;
 
 Status CudaModelRunner::Health() const {
   cudaSetDevice(device_);

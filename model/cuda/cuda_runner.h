@@ -23,9 +23,13 @@
 // not the 262,208 logits); temperature/top-k/top-p, top_logprobs, rows that ask for logits, and
 // greedy rows with NaN/inf logits or an empty mask copy their logits back for kernels/cpu/sample.h.
 //
+// Weights go up through two pinned 32 MiB stages (conversion of the next tensor overlaps the copy),
+// with progress reports about every 10 % (on_load_progress; the server logs them); each step's
+// inputs are staged in pinned memory and copied once. Attention is planned once per step and layer
+// kind (kernels/attention_plan.h: flash-decoding and the head_dim-256 tensor-core prefill).
+//
 // Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling at a
-// temperature on the device, CUDA graphs for decode, a second stream for vision, pinned staging
-// and load progress. The KV cache is sized by model/kv_sizing.h (--kv-cache-tokens, -bytes or
+// temperature on the device, CUDA graphs for decode, a second stream for vision. The KV cache is sized by model/kv_sizing.h (--kv-cache-tokens, -bytes or
 // --gpu-memory-fraction, measured after the weights are uploaded). A sticky CUDA error is reported by
 // Health() (reliability.md G10). `--device auto` keeps the CPU runner until the GPU check
 // (scripts/gpu/check.sh) has passed.
@@ -60,18 +64,24 @@ struct CudaRunnerOptions {
   std::function<void(uint64_t done, uint64_t total)> on_load_progress;
 };
 
-// Device memory owned by one object (cudaFree on destruction); grows on demand, never shrinks.
-class DeviceMemory {
+// Memory owned by one object, freed on destruction; grows on demand, never shrinks.
+//   kDevice      GPU memory (cudaMalloc).
+//   kPinnedHost  page-locked host memory (cudaMallocHost): copies from it run asynchronously at the
+//                full link rate (from pageable memory the driver copies through its own staging,
+//                synchronously). The system may refuse to lock much (ulimit -l, containers).
+enum class MemoryKind { kDevice, kPinnedHost };
+template <MemoryKind K>
+class CudaMemory {
  public:
-  DeviceMemory() = default;
-  ~DeviceMemory();
-  DeviceMemory(const DeviceMemory &) = delete;
-  DeviceMemory &operator=(const DeviceMemory &) = delete;
-  DeviceMemory(DeviceMemory &&o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+  CudaMemory() = default;
+  ~CudaMemory();
+  CudaMemory(const CudaMemory &) = delete;
+  CudaMemory &operator=(const CudaMemory &) = delete;
+  CudaMemory(CudaMemory &&o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
     o.ptr_ = nullptr;
     o.bytes_ = 0;
   }
-  // At least `bytes` (contents are lost when it grows).
+  // At least `bytes` (contents are lost when it grows); RESOURCE_EXHAUSTED when it cannot be had.
   Status Reserve(size_t bytes);
   uint8_t *data() const { return static_cast<uint8_t *>(ptr_); }
   size_t bytes() const { return bytes_; }
@@ -80,26 +90,8 @@ class DeviceMemory {
   void *ptr_ = nullptr;
   size_t bytes_ = 0;
 };
-
-// Page-locked host memory (cudaMallocHost): copies from it run asynchronously at the full link rate
-// (from pageable memory the driver copies through its own staging, synchronously). Grows on
-// demand, never shrinks; freed on destruction.
-class PinnedMemory {
- public:
-  PinnedMemory() = default;
-  ~PinnedMemory();
-  PinnedMemory(const PinnedMemory &) = delete;
-  PinnedMemory &operator=(const PinnedMemory &) = delete;
-  // At least `bytes` (contents are lost when it grows). RESOURCE_EXHAUSTED when the system cannot
-  // lock that much (ulimit -l, container limits).
-  Status Reserve(size_t bytes);
-  uint8_t *data() const { return static_cast<uint8_t *>(ptr_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void *ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceMemory = CudaMemory<MemoryKind::kDevice>;
+using PinnedMemory = CudaMemory<MemoryKind::kPinnedHost>;
 
 class CudaModelRunner : public ModelRunner {
  public:
