@@ -1,7 +1,8 @@
 // The tensor-core attention's addressing (kernels/mma_fragments.h) through a CPU model of
 // ldmatrix and mma.sync m16n8k16 written from the PTX ISA's fragment tables: with the same
-// helpers the kernel uses (attention_vision72.cu), a warp's tile must compute S = Q·Kᵀ over the
-// padded head dimension and O = P·V over exactly 72 columns, equal to direct products. A wrong
+// helpers the kernels use (attention_vision72.cu at d = 72, attention_paged.cu's prefill at
+// d = 256), a warp's tile must compute S = Q·Kᵀ over the padded head dimension and O = P·V over
+// exactly d columns, equal to direct products. A wrong
 // lane mapping gives wrong elements, not small errors, so the comparison is exact (values are
 // small integers).
 #include "kernels/mma_fragments.h"
@@ -60,50 +61,60 @@ void Mma(std::array<std::array<float, 4>, 32>& d, const Warp& a, const Warp& b, 
   }
 }
 
-TEST(MmaFragmentsTest, TheKernelsAddressingComputesQKtAndPV) {
-  constexpr int kD = 72, kRow = 88, kRows = 32, kKeys = 64;  // two warps' rows, one key tile
-  testing::Rng rng(7);
+// One key tile through a kernel's addressing: head_dim `d` in shared rows of `row_stride`, `keys`
+// keys (n-tiles of 8 in pairs), S over `ksteps` k-steps of 16 (d padded with zero columns up to
+// 16 · ksteps), O over the pairs of n-tiles that fit in d and, when d % 16 == 8, one .x2 tail.
+void CheckTile(int d, int row_stride, int keys, int ksteps) {
+  constexpr int kRows = 32;  // two warps' rows
+  const int pv_pairs = d / 16, tail = d % 16 == 8 ? 1 : 0, out_tiles = 2 * pv_pairs + tail;
+  testing::Rng rng(static_cast<uint64_t>(d));
   auto small = [&](int n) {  // small integers: every product and sum exact in float
     std::vector<float> v(n);
     for (float& x : v) x = static_cast<float>(static_cast<int>(rng.Uniform(1)[0] * 4.f));
     return v;
   };
-  std::vector<float> q(kRows * kRow, 0.f), k(kKeys * kRow, 0.f), v(kKeys * kRow, 0.f);
+  std::vector<float> q(kRows * row_stride, 0.f), k(keys * row_stride, 0.f), v(keys * row_stride, 0.f);
   for (int r = 0; r < kRows; ++r) {
-    auto x = small(kD);
-    std::copy(x.begin(), x.end(), q.begin() + r * kRow);  // columns 72..87 stay 0 (the padding)
+    auto x = small(d);
+    std::copy(x.begin(), x.end(), q.begin() + r * row_stride);  // columns ≥ d stay 0 (padding)
   }
-  for (int r = 0; r < kKeys; ++r) {
-    auto x = small(kD), y = small(kD);
-    std::copy(x.begin(), x.end(), k.begin() + r * kRow);
-    std::copy(y.begin(), y.end(), v.begin() + r * kRow);
+  for (int r = 0; r < keys; ++r) {
+    auto x = small(d), y = small(d);
+    std::copy(x.begin(), x.end(), k.begin() + r * row_stride);
+    std::copy(y.begin(), y.end(), v.begin() + r * row_stride);
   }
+  using Tile = std::array<std::array<float, 4>, 32>;
   for (int warp = 0; warp < 2; ++warp) {
-    // S = Q Kᵀ: 8 n-tiles of 8 keys, 5 k-steps of 16 over the padded head dimension.
-    std::array<std::array<std::array<float, 4>, 32>, 8> s{};
-    for (int ks = 0; ks < 5; ++ks) {
-      const Warp qa = Ldmatrix(q, kRow, 4, false, [&](int l) { return mma::ARow(warp * 16, l); },
+    // S = Q Kᵀ: keys / 8 n-tiles, read two at a time.
+    std::vector<Tile> s(keys / 8, Tile{});
+    for (int ks = 0; ks < ksteps; ++ks) {
+      const Warp qa = Ldmatrix(q, row_stride, 4, false,
+                               [&](int l) { return mma::ARow(warp * 16, l); },
                                [&](int l) { return mma::ACol(ks * 16, l); });
-      for (int np = 0; np < 4; ++np) {
-        const Warp kb = Ldmatrix(k, kRow, 4, false, [&](int l) { return mma::BKeyRow(np * 16, l); },
+      for (int np = 0; np < keys / 16; ++np) {
+        const Warp kb = Ldmatrix(k, row_stride, 4, false,
+                                 [&](int l) { return mma::BKeyRow(np * 16, l); },
                                  [&](int l) { return mma::BKeyCol(ks * 16, l); });
         Mma(s[2 * np], qa, kb, 0, 1);
         Mma(s[2 * np + 1], qa, kb, 2, 3);
       }
     }
-    for (int j = 0; j < 8; ++j) {
+    auto dot = [&](int row, int key) {
+      float want = 0;
+      for (int c = 0; c < d; ++c) want += q[row * row_stride + c] * k[key * row_stride + c];
+      return want;
+    };
+    for (int j = 0; j < keys / 8; ++j) {
       for (int lane = 0; lane < 32; ++lane) {
         for (int e = 0; e < 4; ++e) {
           const int row = warp * 16 + mma::CRow(lane, e), key = j * 8 + mma::CCol(lane, e);
-          float want = 0;
-          for (int d = 0; d < kD; ++d) want += q[row * kRow + d] * k[key * kRow + d];
-          ASSERT_EQ(s[j][lane][e], want) << "S row " << row << " key " << key;
+          ASSERT_EQ(s[j][lane][e], dot(row, key)) << "d " << d << " S row " << row << " key " << key;
         }
       }
     }
-    // P := S (any values do); O = P V over 4 k-steps of 16 keys, 9 n-tiles of 8 columns.
-    std::array<std::array<std::array<float, 4>, 32>, 9> o{};
-    for (int kk = 0; kk < 4; ++kk) {
+    // P := S (any values do); O = P V over k-steps of 16 keys.
+    std::vector<Tile> o(out_tiles, Tile{});
+    for (int kk = 0; kk < keys / 16; ++kk) {
       Warp pa{};
       for (int lane = 0; lane < 32; ++lane) {
         for (int r = 0; r < 4; ++r) {
@@ -112,30 +123,40 @@ TEST(MmaFragmentsTest, TheKernelsAddressingComputesQKtAndPV) {
         }
       }
       auto vrow = [&](int l) { return mma::VKeyRow(kk * 16, l); };
-      for (int np = 0; np < 4; ++np) {
-        const Warp vb = Ldmatrix(v, kRow, 4, true, vrow, [&](int l) { return mma::VCol(np * 16, l); });
+      for (int np = 0; np < pv_pairs; ++np) {
+        const Warp vb =
+            Ldmatrix(v, row_stride, 4, true, vrow, [&](int l) { return mma::VCol(np * 16, l); });
         Mma(o[2 * np], pa, vb, 0, 1);
         Mma(o[2 * np + 1], pa, vb, 2, 3);
       }
-      const Warp vb = Ldmatrix(v, kRow, 2, true, vrow, [&](int l) { return mma::VColX2(64, l); });
-      Mma(o[8], pa, vb, 0, 1);
+      if (tail) {
+        const Warp vb = Ldmatrix(v, row_stride, 2, true, vrow,
+                                 [&](int l) { return mma::VColX2(pv_pairs * 16, l); });
+        Mma(o[out_tiles - 1], pa, vb, 0, 1);
+      }
     }
-    for (int t = 0; t < 9; ++t) {
+    for (int t = 0; t < out_tiles; ++t) {
       for (int lane = 0; lane < 32; ++lane) {
         for (int e = 0; e < 4; ++e) {
           const int row = mma::CRow(lane, e), col = t * 8 + mma::CCol(lane, e);
           float want = 0;  // P[row][key] = S of this warp's row `row`
-          for (int key = 0; key < kKeys; ++key) {
-            float p = 0;
-            for (int d = 0; d < kD; ++d) p += q[(warp * 16 + row) * kRow + d] * k[key * kRow + d];
-            want += p * v[key * kRow + col];
+          for (int key = 0; key < keys; ++key) {
+            want += dot(warp * 16 + row, key) * v[key * row_stride + col];
           }
-          ASSERT_EQ(o[t][lane][e], want) << "O row " << row << " column " << col;
+          ASSERT_EQ(o[t][lane][e], want) << "d " << d << " O row " << row << " column " << col;
         }
       }
     }
   }
 }
+
+// attention_vision72.cu: d = 72 in rows of 88, 64-key tiles, S over 5 k-steps (72 → 80), O over
+// 4 pairs of n-tiles and the .x2 tail (exactly 72 columns).
+TEST(MmaFragmentsTest, TheVisionKernelsAddressingComputesQKtAndPV) { CheckTile(72, 88, 64, 5); }
+
+// attention_paged.cu's prefill: d = 256 in rows of 264, 32-key tiles, S over 16 k-steps, O over
+// 16 pairs of n-tiles.
+TEST(MmaFragmentsTest, ThePrefillKernelsAddressingComputesQKtAndPV) { CheckTile(256, 264, 32, 16); }
 
 }  // namespace
 }  // namespace vlmserve
