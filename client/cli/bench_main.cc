@@ -71,7 +71,7 @@ int Run(int argc, char** argv) {
   int concurrency = 1, connections = 1;
   int64_t total = 0;
   double rps = 0, duration_s = 0;
-  uint32_t max_new = 16;
+  uint32_t max_new = 0;  // 0: unset (see --max-new-tokens)
   app.add_option("--server", server, "host:port")->default_val("127.0.0.1:50051");
   auto* fr = app.add_option("--frames", frames, "1 to 4 frame images (PNG/JPEG), oldest first")
                  ->expected(1, 4);
@@ -81,7 +81,9 @@ int Run(int argc, char** argv) {
   fr->excludes(gr)->excludes(sy);
   gr->excludes(sy);
   app.add_option("--prompt", prompt, "The instruction")->default_val("Which button next?");
-  app.add_option("--max-new-tokens", max_new, "Per request")->default_val(16);
+  app.add_option("--max-new-tokens", max_new,
+                 "Per request. Default: action mode leaves it to the server (its "
+                 "--default-max-new-tokens, 64: room for the action), text mode 16");
   std::string output_mode = "action";
   app.add_option("--output-mode", output_mode,
                  "action: one JSON action per request (the server's default); text: free text "
@@ -152,7 +154,10 @@ int Run(int argc, char** argv) {
     }
   }
   req.set_prompt(prompt);
-  req.mutable_options()->set_max_new_tokens(max_new);
+  // An action needs ~25 tokens of JSON: a small explicit limit fails every request with
+  // INVALID_ARGUMENT, so action mode sends none unless asked.
+  if (max_new == 0 && output_mode == "text") max_new = 16;
+  if (max_new > 0) req.mutable_options()->set_max_new_tokens(max_new);
   req.mutable_options()->set_output_mode(output_mode == "text" ? v1::OUTPUT_MODE_TEXT
                                                                : v1::OUTPUT_MODE_ACTION_JSON);
 

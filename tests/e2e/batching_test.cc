@@ -227,5 +227,22 @@ TEST(BenchToolTest, ClosedAndOpenLoopReportTheirNumbers) {
   EXPECT_EQ(testing::RunCommand(base + "--synthetic").exit_code, 2);  // no loop given
 }
 
+// Its defaults ask for actions with room for them: every request succeeds without flags beyond the
+// loop. The built-in model's shortest action is 25 tokens: a 16-token default once failed every
+// action request with INVALID_ARGUMENT.
+TEST(BenchToolTest, DefaultActionModeRequestsSucceed) {
+  ServerOptions o;  // the server's defaults, on its built-in model
+  o.port = 0;
+  o.model_dir = testing::SourceDir() + "/models/demo";
+  Running s = StartServer(o);
+  const testing::CommandResult r = testing::RunCommand(
+      std::string(VLMSERVE_BENCH_BIN) + " --server 127.0.0.1:" + std::to_string(s.server->port()) +
+      " --json --synthetic -c 2 -n 4");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json c = nlohmann::json::parse(r.out);
+  EXPECT_EQ(c["status_codes"]["0"], 4) << r.out;
+  EXPECT_GT(c["tokens_per_request"]["forced"].get<double>(), 0) << r.out;  // action mode
+}
+
 }  // namespace
 }  // namespace vlmserve
