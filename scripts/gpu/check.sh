@@ -7,6 +7,9 @@
 #   2c. the 4B fidelity check (issue 25): random weights of the real gemma-3-4b-it config made and
 #      run by transformers bf16 (tools/fidelity/reference.py), the same prompt through the CUDA
 #      runner (vlmserve-dump --device cuda), compared by tools/fidelity/compare.py
+#   2d. the server end to end (scripts/gpu/serve_check.sh): the demo model on --device cpu and cuda
+#      (same action for the README frames), and the random 4B served with the Gemma tokenizer —
+#      grid → action and → 16 tokens at batch 1, actions at 1/8/32/64 clients (vlmserve-bench)
 #   5. compute-sanitizer: memcheck on the GPU tests and on the CUDA runner's tiny-model tests,
 #      racecheck on the attention tests at small shapes (VLMSERVE_GPU_SMALL=1) — "unavailable"
 #      where it cannot run, not a failure
@@ -148,10 +151,13 @@ fi
 # the machine's disk, never under $OUT. A dry run rehearses the same pipeline on a tiny config
 # with the CPU runner (VLMSERVE_PYTHON: a Python with torch and transformers, if python3 lacks them).
 PY="${VLMSERVE_PYTHON:-python3}"
+# The fidelity work dir is kept for the server stage (its 4B model), then removed.
+FWORK=$(mktemp -d /tmp/vlmserve-fidelity.XXXXXX)
+trap 'rm -rf "$FWORK"' EXIT
 fidelity() {  # config device
   { echo; echo "==== fidelity: $(basename "$1"), --device $2 (tools/fidelity/run.sh) ===="; } >> "$OUT/gpu_tests.log"
   timeout 540 tools/fidelity/run.sh --config "$1" --device "$2" --dump "$BIN/vlmserve-dump" \
-    --python "$PY" --json "$OUT/fidelity.json" > "$OUT/fidelity.tmp" 2>&1
+    --python "$PY" --json "$OUT/fidelity.json" --work "$FWORK" > "$OUT/fidelity.tmp" 2>&1
   local rc=$?
   cat "$OUT/fidelity.tmp" >> "$OUT/gpu_tests.log"
   grep -E '^(vision|logits|top-1|greedy|fidelity):' "$OUT/fidelity.tmp" | sed 's/^/fidelity | /' | tee -a "$SUMMARY"
@@ -174,6 +180,30 @@ else
   fidelity bench/configs/gemma-3-4b-it.json cuda
 fi
 say "fidelity done ($(elapsed))"
+
+# ---- 2d. the server end to end (scripts/gpu/serve_check.sh) -------------------------------------
+# The demo model with --device cpu and cuda (same action), and the fidelity stage's random 4B made
+# a servable model directory with the bundled Gemma tokenizer: grid → action / 16 tokens at batch
+# 1, actions at 1-64 clients. Figures go into bench_ours.json ("server").
+M4B=""
+if ((DRY)); then
+  export VLMSERVE_SERVE_DEVICE=cpu  # rehearsal: the CPU runner where the GPU one would run
+elif [[ -f "$FWORK/model/config.json" && -f "$BUNDLE/gemma3/tokenizer.json.xz" ]]; then
+  if python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+       "$BUNDLE/gemma3/tokenizer.json.xz" "$FWORK/model/tokenizer.json"; then
+    cp "$BUNDLE/gemma3/generation_config.json" "$FWORK/model/" 2>/dev/null
+    M4B="$FWORK/model"
+  fi
+fi
+[[ -z "$M4B" ]] && say "server stage: no 4B model (fidelity skipped or failed, or no tokenizer in the bundle): demo model only"
+if [[ -x "$BIN/vlmserve" && -x "$BIN/vlmserve-bench" && -x "$BIN/vlmserve-client" ]]; then
+  timeout 420 scripts/gpu/serve_check.sh "$BIN" "$OUT/serve.tmp" $M4B 2>&1 | tee -a "$SUMMARY"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || { say "FAIL server stage (lines above)"; FAILED=1; }
+else
+  say "server stage: skipped (no vlmserve/vlmserve-bench/vlmserve-client in $BIN: an older bundle or plan B)"
+fi
+rm -rf "$FWORK/model" "$FWORK/ref" "$FWORK/ours"  # 8.6 GB of weights and the logit files
+say "server stage done ($(elapsed))"
 
 # ---- 3. benchmarks next to PyTorch ------------------------------------------------------------
 # Ours: bench_gemm + bench_kernels → bench_ours.json; PyTorch's on the same shapes → bench_torch.json
@@ -202,7 +232,11 @@ def load(name):
     except Exception as e:
         return {"skipped": f"unreadable: {e}"}
 gemm, kernels, tgemm, tkernels = (load(n) for n in ("gemm.tmp", "kernels.tmp", "torch_gemm.tmp", "torch_kernels.tmp"))
-json.dump({"gemm": gemm, "kernels": kernels}, open(os.path.join(out, "bench_ours.json"), "w"), indent=1)
+server = load("serve.tmp") if os.path.exists(os.path.join(out, "serve.tmp")) else {"skipped": "no server stage"}
+json.dump({"gemm": gemm, "kernels": kernels, "server": server},
+          open(os.path.join(out, "bench_ours.json"), "w"), indent=1)
+if os.path.exists(os.path.join(out, "serve.tmp")):
+    os.remove(os.path.join(out, "serve.tmp"))
 json.dump({"gemm": tgemm, "kernels": tkernels}, open(os.path.join(out, "bench_torch.json"), "w"), indent=1)
 for n in ("gemm.tmp", "kernels.tmp", "torch_gemm.tmp", "torch_kernels.tmp"):
     os.remove(os.path.join(out, n))
