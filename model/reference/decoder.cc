@@ -10,6 +10,7 @@
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/geglu.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/kv_layout.h"
@@ -135,10 +136,13 @@ std::vector<std::vector<float>> Gemma3Decoder::ForwardBatch(
     const std::vector<float>& inv = sliding ? inv_freq_sliding_ : inv_freq_full_;
     RopeRef({q.data(), positions.data(), inv.data(), n, H, hd});
     RopeRef({kx.data(), positions.data(), inv.data(), n, KV, hd});
-    for (size_t c = 0; c < chunks.size(); ++c) {  // attention is per sequence
+    // Each chunk's keys and values into its pages, then its queries read every key so far.
+    // Chunks (sequences) are independent: they run in parallel, each writing only its own rows
+    // of o, so the split never shows in the output.
+    int64_t attention_work = 0;
+    for (size_t c = 0; c < chunks.size(); ++c) {
       const Chunk& ch = chunks[c];
       const int64_t first = offset[c], cn = offset[c + 1] - offset[c];
-      // Write this chunk's keys and values into its pages, then read every key so far.
       const std::span<const int32_t> table = sliding ? ch.sliding_table : ch.full_table;
       for (int64_t i = 0; i < cn; ++i) {
         const int64_t pos = ch.start + i;
@@ -147,23 +151,33 @@ std::vector<std::vector<float>> Gemma3Decoder::ForwardBatch(
         std::copy_n(kx.data() + (first + i) * KV * hd, KV * hd, pools.k[l] + at);
         std::copy_n(vx.data() + (first + i) * KV * hd, KV * hd, pools.v[l] + at);
       }
-      PagedAttentionRefArgs at;
-      at.q = q.data() + first * H * hd;
-      at.k_pool = pools.k[l];
-      at.v_pool = pools.v[l];
-      at.block_table = table.data();
-      at.q_blocks = blocks.data() + first;
-      at.o = o.data() + first * H * hd;
-      at.q_start = ch.start;
-      at.sq = cn;
-      at.hq = H;
-      at.hkv = KV;
-      at.hd = hd;
-      at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
-      at.sliding = sliding;
-      at.window = W;
-      PagedAttentionRef(at);
+      attention_work += cn * (ch.start + cn) * H * hd * 3;
     }
+    const int64_t nchunks = static_cast<int64_t>(chunks.size());
+    ParallelFor(
+        nchunks, attention_work / std::max<int64_t>(1, nchunks) + 1,
+        [&](int64_t c_begin, int64_t c_end) {
+          for (int64_t c = c_begin; c < c_end; ++c) {
+            const Chunk& ch = chunks[static_cast<size_t>(c)];
+            const int64_t first = offset[c], cn = offset[c + 1] - offset[c];
+            PagedAttentionRefArgs at;
+            at.q = q.data() + first * H * hd;
+            at.k_pool = pools.k[l];
+            at.v_pool = pools.v[l];
+            at.block_table = (sliding ? ch.sliding_table : ch.full_table).data();
+            at.q_blocks = blocks.data() + first;
+            at.o = o.data() + first * H * hd;
+            at.q_start = ch.start;
+            at.sq = cn;
+            at.hq = H;
+            at.hkv = KV;
+            at.hd = hd;
+            at.scale = static_cast<float>(1.0 / std::sqrt(cfg_.query_pre_attn_scalar));
+            at.sliding = sliding;
+            at.window = W;
+            PagedAttentionRef(at);  // its own split over KV heads runs when this one is inline
+          }
+        });
     LinearRef(o.data(), L.o, L.o_bias, a.data(), n, D, H * hd);
     Norm(a.data(), L.post_attn_norm, a.data(), n, D, eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += a[i];

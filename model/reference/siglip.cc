@@ -8,6 +8,7 @@
 #include "kernels/cpu/gelu.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/layer_norm.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/patch_embed.h"
 #include "model/weights/tensor_names.h"
 #include "model/weights/weight_convert.h"
@@ -109,8 +110,15 @@ StatusOr<std::vector<float>> SiglipVisionTower::Forward(std::span<const float> p
   }
   const size_t per_out = static_cast<size_t>(cfg_.num_patches()) * cfg_.hidden_size;
   std::vector<float> out(per_out * static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    ForwardOne(pixel_values.data() + per_image * i, out.data() + per_out * i);
+  // Images are independent: a batch runs them in parallel (each one's own ops then run inline);
+  // a single image splits its GEMMs and heads instead.
+  const int64_t P = cfg_.num_patches(), d = cfg_.hidden_size;
+  const int64_t per_image_work = P * (4 * d * d + 2 * d * cfg_.intermediate_size + 3 * P * d) *
+                                 static_cast<int64_t>(layers_.size());
+  ParallelFor(n, per_image_work, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      ForwardOne(pixel_values.data() + per_image * i, out.data() + per_out * i);
+  });
   return out;
 }
 

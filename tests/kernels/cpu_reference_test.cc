@@ -141,6 +141,24 @@ TEST(GeluRefTest, TanhApproximation) {
   EXPECT_NEAR(GeluTanh(0.5f), 0.34571400982514394, 1e-7);
   EXPECT_NEAR(GeluTanh(3.0f), 2.996362607918227, 1e-6);
   EXPECT_EQ(GeluTanh(0.f), 0.f);
+  // Against the same function in long double (64-bit mantissa; written as v·σ(2u), since
+  // 1 + tanh(u) cancels in the negative tail even there): the correctly rounded float but for
+  // rare near-ties (then 1 ulp apart), over the range activations take; tails exact.
+  int64_t off_by_one = 0;
+  for (float x = -12.f; x <= 12.f; x += 1.0f / 1024) {
+    const long double v = x, k = 0.79788456080286535587989211986876373L;
+    const long double want = v / (1.0L + std::exp(-2.0L * k * (v + 0.044715L * v * v * v)));
+    const float got = GeluTanh(x), rounded = static_cast<float>(want);
+    if (got != rounded) {
+      ++off_by_one;
+      ASSERT_EQ(std::fabs(std::nextafter(got, rounded) - rounded), 0.f) << x;
+    }
+  }
+  EXPECT_LE(off_by_one, 24) << "of 24577 points";
+  EXPECT_EQ(GeluTanh(-20.f), 0.f);
+  EXPECT_TRUE(std::signbit(GeluTanh(-200.f)));
+  EXPECT_EQ(GeluTanh(20.f), 20.f);
+  EXPECT_EQ(GeluTanh(1e30f), 1e30f);
 }
 
 TEST(AttentionRefTest, SoftmaxWeightsMaskAndGroupedHeads) {
