@@ -655,11 +655,14 @@ void ServeEngine::EncodeVision(const std::vector<uint64_t>& ids) {
     return;
   }
   image_users_[*handle] = static_cast<int>(ids.size());
+  // A runner that only queues the batch (CUDA: a second stream) reports its device time once it
+  // has run (RunRows); the call's own time is the vision time otherwise.
+  const bool async = runner_->EncodesAsync();
   for (uint64_t id : ids) {
     Seq& s = *seqs_.at(id);
     s.images = *handle;
     s.vision_done = true;
-    s.out.timings.vision_us += us;
+    if (!async) s.out.timings.vision_us += us;
   }
 }
 
@@ -760,6 +763,10 @@ void ServeEngine::RunRows(const std::vector<PlannedRow>& planned) {
     }
     // Its images are in the KV cache once the last image run is computed.
     if (s.images && (s.image_runs.empty() || s.computed >= s.image_runs.back().second)) {
+      if (runner_->EncodesAsync()) {
+        const int64_t device_us = runner_->ImagesDeviceMicros(s.images);
+        if (device_us >= 0) s.out.timings.vision_us += device_us;
+      }
       ReleaseImages(s);
     }
     if (!rows[i].sample) continue;

@@ -89,6 +89,11 @@ class ModelRunner {
   virtual StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) = 0;
   virtual void ReleaseImages(ImageHandle handle) = 0;
   virtual size_t live_image_batches() const = 0;
+  // True when EncodeImages only queues the work (the CUDA runner's second stream): the handle is
+  // usable at once, and Step waits for the images it reads. Its time then is the device's,
+  // reported by ImagesDeviceMicros once the batch has finished (-1 before, or when unknown).
+  virtual bool EncodesAsync() const { return false; }
+  virtual int64_t ImagesDeviceMicros(ImageHandle) const { return -1; }
   // A live batch's soft tokens as fp32 [n, mm_tokens_per_image, D] (bf16 values widened on the
   // CUDA runner): for fidelity checks against transformers' get_image_features (vlmserve-dump),
   // never on the serving path. NOT_FOUND for an unknown handle.

@@ -148,9 +148,10 @@ Status CudaMemory<K>::Reserve(size_t bytes) {
   if (err != cudaSuccess) {
     ptr_ = nullptr;
     cudaGetLastError();  // an allocation failure is not sticky: clear it
-    return ResourceExhaustedError(std::string("cannot allocate ") + std::to_string(bytes >> 20) +
-                                  (kDevice ? " MiB of GPU memory: " : " MiB of pinned host memory: ") +
-                                  cudaGetErrorString(err));
+    return ResourceExhaustedError(
+        std::string("cannot allocate ") + std::to_string(bytes >> 20) +
+        (kDevice ? " MiB of GPU memory: " : " MiB of pinned host memory: ") +
+        cudaGetErrorString(err));
   }
   bytes_ = bytes;
   return Status::Ok();
@@ -159,18 +160,33 @@ Status CudaMemory<K>::Reserve(size_t bytes) {
 template class CudaMemory<MemoryKind::kDevice>;
 template class CudaMemory<MemoryKind::kPinnedHost>;
 
+CudaEvent::~CudaEvent() {
+  if (ev_) cudaEventDestroy(ev_);
+}
+
+Status CudaEvent::Create(bool timing) {
+  if (ev_) return Status::Ok();
+  CUDA_CHECK(cudaEventCreateWithFlags(&ev_, timing ? cudaEventDefault : cudaEventDisableTiming));
+  return Status::Ok();
+}
+
 Status CudaModelRunner::Health() const {
   cudaSetDevice(device_);
-  const cudaError_t err = cudaStreamQuery(stream_);
-  if (err == cudaSuccess || err == cudaErrorNotReady) return Status::Ok();
-  return InternalError(std::string("the GPU is unusable: ") + cudaGetErrorName(err) + " (" +
-                       cudaGetErrorString(err) + ")");
+  for (cudaStream_t s : {stream_, vision_stream_}) {
+    if (!s) continue;
+    const cudaError_t err = cudaStreamQuery(s);
+    if (err == cudaSuccess || err == cudaErrorNotReady) continue;
+    return InternalError(std::string("the GPU is unusable: ") + cudaGetErrorName(err) + " (" +
+                         cudaGetErrorString(err) + ")");
+  }
+  return Status::Ok();
 }
 
 CudaModelRunner::~CudaModelRunner() {
-  if (stream_) {
-    cudaStreamSynchronize(stream_);
-    cudaStreamDestroy(stream_);
+  for (cudaStream_t s : {stream_, vision_stream_}) {
+    if (!s) continue;
+    cudaStreamSynchronize(s);  // nothing queued may outlive the memory it uses
+    cudaStreamDestroy(s);
   }
 }
 
@@ -189,7 +205,12 @@ StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   r->device_ = options.device;
   CUDA_CHECK(cudaSetDevice(r->device_));
   CUDA_CHECK(cudaStreamCreateWithFlags(&r->stream_, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&r->vision_stream_, cudaStreamNonBlocking));
   ASSIGN_OR_RETURN(r->gemm_, CublasLtGemm::Create());
+  if (config.has_vision) {
+    ASSIGN_OR_RETURN(r->vision_gemm_, CublasLtGemm::Create());
+    RETURN_IF_ERROR(r->pixels_copied_.Create(/*timing=*/false));
+  }
   RETURN_IF_ERROR(r->Upload(ck, options));
 
   // KV pools: per layer K and V of its kind's page count.
@@ -385,10 +406,7 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
     return InvalidArgumentError("this model has no vision tower (text-only)");
   if (n < 1) return InvalidArgumentError("EncodeImages needs at least one image");
   const SiglipVisionConfig& v = config_.vision;
-  const int64_t S = v.image_size, p = v.patch_size, c = v.num_channels, d = v.hidden_size;
-  const int64_t P = v.num_patches(), I = v.intermediate_size, N = n * P;
-  const int64_t heads = v.num_attention_heads, hd = v.head_dim();
-  const int64_t mm = config_.mm_tokens_per_image, D = config_.text.hidden_size;
+  const int64_t S = v.image_size, c = v.num_channels;
   if (static_cast<int64_t>(pixel_values.size()) != n * c * S * S) {
     return InvalidArgumentError("EncodeImages: " + std::to_string(pixel_values.size()) +
                                 " pixel values for " + std::to_string(n) + " images of " +
@@ -396,6 +414,31 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
                                 std::to_string(S));
   }
   CUDA_CHECK(cudaSetDevice(device_));
+  ImageBatch batch;
+  batch.n = n;
+  RETURN_IF_ERROR(batch.start.Create(/*timing=*/true));
+  RETURN_IF_ERROR(batch.done.Create(/*timing=*/true));
+  RETURN_IF_ERROR(batch.soft.Reserve(
+      static_cast<size_t>(n * config_.mm_tokens_per_image * config_.text.hidden_size) * 2));
+  if (Status queued = EnqueueVision(pixel_values, n, batch); !queued.ok()) {
+    cudaStreamSynchronize(vision_stream_);  // what was queued ends before `batch` is freed
+    return queued;
+  }
+  const ImageHandle handle = next_handle_++;
+  images_.emplace(handle, std::move(batch));
+  return handle;
+}
+
+// The vision tower and projector for one batch, queued on vision_stream_ between the batch's two
+// events; returns without waiting.
+Status CudaModelRunner::EnqueueVision(std::span<const float> pixel_values, int64_t n,
+                                      ImageBatch& batch) {
+  const SiglipVisionConfig& v = config_.vision;
+  const int64_t S = v.image_size, p = v.patch_size, c = v.num_channels, d = v.hidden_size;
+  const int64_t P = v.num_patches(), I = v.intermediate_size, N = n * P;
+  const int64_t heads = v.num_attention_heads, hd = v.head_dim();
+  const int64_t mm = config_.mm_tokens_per_image, D = config_.text.hidden_size;
+  cudaStream_t vs = vision_stream_;
   Carver cv;
   const size_t pix_at = cv.Add(pixel_values.size() * 4);
   const size_t patches_at = cv.Add(static_cast<size_t>(N * c * p * p) * 2);
@@ -406,14 +449,28 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
   const size_t v_at = cv.Add(static_cast<size_t>(N * d) * 2);
   const size_t mid_at = cv.Add(static_cast<size_t>(N * I) * 2);
   const size_t pooled_at = cv.Add(static_cast<size_t>(n * mm * d) * 2);
+  // The scratch is shared by batches in stream order; a queued batch may still read it, so wait
+  // for the stream before it is reallocated.
+  if (cv.total() > vision_scratch_.bytes()) CUDA_CHECK(cudaStreamSynchronize(vs));
   RETURN_IF_ERROR(vision_scratch_.Reserve(cv.total()));
   uint8_t* base = vision_scratch_.data();
   auto buf = [base](size_t at) { return reinterpret_cast<bf16*>(base + at); };
   float* pix = reinterpret_cast<float*>(base + pix_at);
   bf16 *x = buf(x_at), *h = buf(h_at), *q = buf(q_at), *k = buf(k_at), *vv = buf(v_at);
   bf16 *mid = buf(mid_at), *pooled = buf(pooled_at);
-  CUDA_CHECK(cudaMemcpyAsync(pix, pixel_values.data(), pixel_values.size() * 4,
-                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(batch.start.get(), vs));
+  // The pixels go up from pinned memory, so the copy is queued like the rest (from pageable
+  // memory the driver first waits for the stream to drain). The stage is reused once the last
+  // batch's copy has run; where the system refuses to lock memory, the pageable copy it is.
+  const size_t pix_bytes = pixel_values.size() * 4;
+  const void* src = pixel_values.data();
+  CUDA_CHECK(cudaEventSynchronize(pixels_copied_.get()));
+  if (vision_pinned_.Reserve(pix_bytes).ok()) {
+    std::memcpy(vision_pinned_.data(), pixel_values.data(), pix_bytes);
+    src = vision_pinned_.data();
+  }
+  CUDA_CHECK(cudaMemcpyAsync(pix, src, pix_bytes, cudaMemcpyHostToDevice, vs));
+  CUDA_CHECK(cudaEventRecord(pixels_copied_.get(), vs));
 
   gpu::PatchEmbedArgs pe;
   pe.pixels = pix;
@@ -427,14 +484,14 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
   pe.s = S;
   pe.p = p;
   pe.d = d;
-  RETURN_IF_ERROR(gpu::PatchEmbed(*gemm_, pe, stream_));
+  RETURN_IF_ERROR(gpu::PatchEmbed(*vision_gemm_, pe, vs));
   const float eps = static_cast<float>(v.layer_norm_eps);
   auto linear = [&](const bf16* in, const bf16* w, const bf16* b, bf16* out, int64_t n_out,
                     int64_t k_in, const bf16* add) {
-    return gemm_->Run({in, w, out, N, n_out, k_in, b, add}, stream_);
+    return vision_gemm_->Run({in, w, out, N, n_out, k_in, b, add}, vs);
   };
   for (const VisionLayer& L : vision_) {
-    RETURN_IF_ERROR(gpu::LayerNorm({x, L.ln1_w, L.ln1_b, h, N, d, eps}, stream_));
+    RETURN_IF_ERROR(gpu::LayerNorm({x, L.ln1_w, L.ln1_b, h, N, d, eps}, vs));
     RETURN_IF_ERROR(linear(h, L.q_w, L.q_b, q, d, d, nullptr));
     RETURN_IF_ERROR(linear(h, L.k_w, L.k_b, k, d, d, nullptr));
     RETURN_IF_ERROR(linear(h, L.v_w, L.v_b, vv, d, d, nullptr));
@@ -448,18 +505,18 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
     at.heads = heads;
     at.hd = hd;
     at.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-    RETURN_IF_ERROR(gpu::DenseAttention(at, stream_));
+    RETURN_IF_ERROR(gpu::DenseAttention(at, vs));
     RETURN_IF_ERROR(linear(h, L.o_w, L.o_b, x, d, d, x));  // x += out_proj(attention)
-    RETURN_IF_ERROR(gpu::LayerNorm({x, L.ln2_w, L.ln2_b, h, N, d, eps}, stream_));
+    RETURN_IF_ERROR(gpu::LayerNorm({x, L.ln2_w, L.ln2_b, h, N, d, eps}, vs));
     RETURN_IF_ERROR(linear(h, L.fc1_w, L.fc1_b, mid, I, d, nullptr));
-    RETURN_IF_ERROR(gpu::Gelu({mid, mid, N * I}, stream_));
+    RETURN_IF_ERROR(gpu::Gelu({mid, mid, N * I}, vs));
     RETURN_IF_ERROR(linear(mid, L.fc2_w, L.fc2_b, x, d, I, x));  // x += fc2(gelu(fc1(h)))
   }
-  RETURN_IF_ERROR(gpu::LayerNorm({x, post_ln_w_, post_ln_b_, x, N, d, eps}, stream_));
+  RETURN_IF_ERROR(gpu::LayerNorm({x, post_ln_w_, post_ln_b_, x, N, d, eps}, vs));
 
   // Projector (spec §5): average-pool the patch grid, RMSNorm with the vision eps, project to D.
   const int64_t side = v.patches_per_side(), kernel = config_.pool_kernel();
-  RETURN_IF_ERROR(gpu::AvgPoolPatches({x, pooled, n, side, kernel, d}, stream_));
+  RETURN_IF_ERROR(gpu::AvgPoolPatches({x, pooled, n, side, kernel, d}, vs));
   gpu::RmsNormArgs rn;
   rn.x = pooled;
   rn.y = pooled;
@@ -467,24 +524,42 @@ StatusOr<ImageHandle> CudaModelRunner::EncodeImages(std::span<const float> pixel
   rn.tokens = n * mm;
   rn.dim = d;
   rn.eps = eps;
-  RETURN_IF_ERROR(gpu::RmsNorm(rn, stream_));
-  ImageBatch batch;
-  batch.n = n;
-  RETURN_IF_ERROR(batch.soft.Reserve(static_cast<size_t>(n * mm * D) * 2));
-  RETURN_IF_ERROR(gemm_->Run(
+  RETURN_IF_ERROR(gpu::RmsNorm(rn, vs));
+  RETURN_IF_ERROR(vision_gemm_->Run(
       {pooled, proj_, reinterpret_cast<bf16*>(batch.soft.data()), n * mm, D, d, nullptr, nullptr},
-      stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  const ImageHandle handle = next_handle_++;
-  images_.emplace(handle, std::move(batch));
-  return handle;
+      vs));
+  CUDA_CHECK(cudaEventRecord(batch.done.get(), vs));
+  return Status::Ok();
+}
+
+void CudaModelRunner::ReleaseImages(ImageHandle handle) {
+  auto it = images_.find(handle);
+  if (it == images_.end()) return;
+  cudaEventSynchronize(it->second.done.get());  // an error here is the stream's: Health reports it
+  images_.erase(it);
+}
+
+int64_t CudaModelRunner::ImagesDeviceMicros(ImageHandle handle) const {
+  auto it = images_.find(handle);
+  if (it == images_.end()) return -1;
+  if (const cudaError_t q = cudaEventQuery(it->second.done.get()); q != cudaSuccess) {
+    if (q == cudaErrorNotReady) cudaGetLastError();  // not an error to keep; others are Health's
+    return -1;
+  }
+  float ms = 0.f;
+  if (cudaEventElapsedTime(&ms, it->second.start.get(), it->second.done.get()) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return static_cast<int64_t>(ms * 1000.0f);
 }
 
 StatusOr<std::vector<float>> CudaModelRunner::ReadImages(ImageHandle handle) const {
   auto it = images_.find(handle);
   if (it == images_.end()) return NotFoundError("no live image batch " + std::to_string(handle));
-  const size_t count = static_cast<size_t>(it->second.n * config_.mm_tokens_per_image *
-                                           config_.text.hidden_size);
+  CUDA_CHECK(cudaEventSynchronize(it->second.done.get()));  // queued on the vision stream
+  const size_t count =
+      static_cast<size_t>(it->second.n * config_.mm_tokens_per_image * config_.text.hidden_size);
   std::vector<uint16_t> bits(count);
   CUDA_CHECK(cudaMemcpy(bits.data(), it->second.soft.data(), count * 2, cudaMemcpyDeviceToHost));
   std::vector<float> out(count);
@@ -505,6 +580,13 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   for (const StepRow& row : rows) RETURN_IF_ERROR(Validate(row));
   if (rows.empty()) return std::vector<StepOutput>{};
   CUDA_CHECK(cudaSetDevice(device_));
+  // Image batches still queued on the vision stream: the decoder's stream waits for those this
+  // step reads (on the device; the host goes on preparing the step).
+  for (const StepRow& row : rows) {
+    for (const ImageRef& ref : row.images) {
+      CUDA_CHECK(cudaStreamWaitEvent(stream_, images_.at(ref.handle).done.get(), 0));
+    }
+  }
   const Gemma3TextConfig& t = config_.text;
   const int64_t D = t.hidden_size, H = t.num_attention_heads, KV = t.num_key_value_heads;
   const int64_t hd = t.head_dim, I = t.intermediate_size, V = t.vocab_size;
@@ -888,8 +970,7 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
       o.logprob = s.logprob;
       continue;
     }
-    std::vector<float> f =
-        widen(host_logits.data() + host_at[static_cast<size_t>(r)] * V, count);
+    std::vector<float> f = widen(host_logits.data() + host_at[static_cast<size_t>(r)] * V, count);
     if (row.sample) {
       const std::span<const float> last(f.data() + f.size() - V, static_cast<size_t>(V));
       ASSIGN_OR_RETURN(SampleResult s,

@@ -5,7 +5,11 @@
 //                 (LayerNorm, q/k/v GEMMs with bias, DenseAttention, out GEMM + residual,
 //                 LayerNorm, fc1 + GELU-tanh, fc2 + residual) → post LayerNorm → AvgPool →
 //                 RMSNorm → projector GEMM: soft tokens [n, mm_tokens, D] kept on the device
-//                 under the returned handle.
+//                 under the returned handle. All of it is queued on a second stream (its own
+//                 cuBLASLt workspace) and the call returns without waiting: the scheduler
+//                 prefills a sequence in the step after its images are encoded, so that step's
+//                 decoder work (other sequences) overlaps the vision batch; a Step row that
+//                 reads a batch makes the decoder stream wait on the batch's event.
 //   Step          all rows' tokens at once: Embedding (× bf16(√D), soft tokens copied in) →
 //                 per layer RMSNorm, q/k/v GEMMs, per-head q/k RMSNorm, RoPE (local or global
 //                 frequencies), KvWrite into the layer's pages, PagedAttention over every row's
@@ -29,17 +33,18 @@
 // kind (kernels/attention_plan.h: flash-decoding and the head_dim-256 tensor-core prefill).
 //
 // Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling at a
-// temperature on the device, CUDA graphs for decode, a second stream for vision. The KV cache is sized by model/kv_sizing.h (--kv-cache-tokens, -bytes or
-// --gpu-memory-fraction, measured after the weights are uploaded). A sticky CUDA error is reported by
-// Health() (reliability.md G10). `--device auto` keeps the CPU runner until the GPU check
+// temperature on the device, CUDA graphs for decode. The KV cache is sized by model/kv_sizing.h
+// (--kv-cache-tokens, -bytes or
+// --gpu-memory-fraction, measured after the weights are uploaded). A sticky CUDA error is reported
+// by Health() (reliability.md G10). `--device auto` keeps the CPU runner until the GPU check
 // (scripts/gpu/check.sh) has passed.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -93,6 +98,22 @@ class CudaMemory {
 using DeviceMemory = CudaMemory<MemoryKind::kDevice>;
 using PinnedMemory = CudaMemory<MemoryKind::kPinnedHost>;
 
+// A CUDA event owned by one object (destroyed with it; a pending one is released by the driver
+// once it completes). `timing` events can measure the time between two of them.
+class CudaEvent {
+ public:
+  CudaEvent() = default;
+  ~CudaEvent();
+  CudaEvent(const CudaEvent &) = delete;
+  CudaEvent &operator=(const CudaEvent &) = delete;
+  CudaEvent(CudaEvent &&o) noexcept : ev_(o.ev_) { o.ev_ = nullptr; }
+  Status Create(bool timing);
+  cudaEvent_t get() const { return ev_; }
+
+ private:
+  cudaEvent_t ev_ = nullptr;
+};
+
 class CudaModelRunner : public ModelRunner {
  public:
   static StatusOr<std::unique_ptr<CudaModelRunner>> Create(const Checkpoint &ck,
@@ -105,8 +126,11 @@ class CudaModelRunner : public ModelRunner {
   KvPoolSizes kv_pages() const override { return pools_; }
   RunnerMemory memory() const override { return memory_; }
   StatusOr<ImageHandle> EncodeImages(std::span<const float> pixel_values, int64_t n) override;
-  void ReleaseImages(ImageHandle handle) override { images_.erase(handle); }
+  // Waits for the batch's queued work before its memory goes.
+  void ReleaseImages(ImageHandle handle) override;
   size_t live_image_batches() const override { return images_.size(); }
+  bool EncodesAsync() const override { return true; }
+  int64_t ImagesDeviceMicros(ImageHandle handle) const override;
   StatusOr<std::vector<float>> ReadImages(ImageHandle handle) const override;
   StatusOr<std::vector<StepOutput>> Step(std::span<const StepRow> rows) override;
   // A sticky error (illegal address, launch failure, ...) poisons the context: every later call
@@ -135,7 +159,11 @@ class CudaModelRunner : public ModelRunner {
   struct ImageBatch {
     int64_t n = 0;
     DeviceMemory soft;  // [n, mm_tokens_per_image, D] bf16
+    // Recorded on vision_stream_ before and after the batch's work: readers of `soft` wait on
+    // `done`; the interval is the batch's device time.
+    CudaEvent start, done;
   };
+  Status EnqueueVision(std::span<const float> pixel_values, int64_t n, ImageBatch &batch);
 
   explicit CudaModelRunner(Gemma3Config c) : config_(std::move(c)) {}
   Status Upload(const Checkpoint &ck, const CudaRunnerOptions &options);
@@ -143,13 +171,18 @@ class CudaModelRunner : public ModelRunner {
 
   Gemma3Config config_;
   int device_ = 0;
-  cudaStream_t stream_ = nullptr;
-  std::unique_ptr<CublasLtGemm> gemm_;
+  cudaStream_t stream_ = nullptr;                     // the decoder (Step)
+  cudaStream_t vision_stream_ = nullptr;              // EncodeImages
+  std::unique_ptr<CublasLtGemm> gemm_, vision_gemm_;  // one workspace per stream
   DeviceMemory weights_, kv_, step_scratch_, vision_scratch_;
   // A step's inputs, staged here and copied in one transfer (pinned; pageable when the system
   // refuses to lock memory).
   PinnedMemory host_pinned_;
   std::vector<uint8_t> host_pageable_;
+  // A vision batch's pixels, staged for an asynchronous upload; pixels_copied_ marks the end of
+  // the last upload from it.
+  PinnedMemory vision_pinned_;
+  CudaEvent pixels_copied_;
   // Vision tower and projector.
   const bf16 *patch_w_ = nullptr, *patch_b_ = nullptr, *pos_emb_ = nullptr;
   const bf16 *post_ln_w_ = nullptr, *post_ln_b_ = nullptr;

@@ -209,6 +209,49 @@ TEST_P(CudaRunnerVsCpuTest, LogitsAndGreedyTokensAgreeWhereTheMarginAllows) {
   EXPECT_GE(agreed, compared * 99 / 100);
 }
 
+// EncodeImages only queues its batch on the vision stream. Batches queued back to back, one
+// released before it has run and one read while another is queued, give the same soft tokens as
+// batches encoded one at a time (the scratch they share is used in stream order), and a finished
+// batch reports its device time.
+TEST(CudaRunnerTest, QueuedVisionBatchesEqualOneAtATime) {
+  SKIP_WITHOUT_GPU();
+  const std::string dir = testing::FixturePath("decoder/gqa2_two_images");
+  const GoldenPrompt golden = LoadGoldenPrompt(dir);
+  ASSERT_FALSE(golden.pixels.empty());
+  auto model = ModelDir::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto gpu = CudaModelRunner::Create(*model->checkpoint, model->config);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  ASSERT_TRUE((*gpu)->EncodesAsync());
+  const size_t per_image = golden.pixels.size() / static_cast<size_t>(golden.images);
+  const std::vector<float> first(golden.pixels.begin(), golden.pixels.begin() + per_image);
+  auto one = (*gpu)->EncodeImages(first, 1);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  auto want_one = (*gpu)->ReadImages(*one);
+  auto all = (*gpu)->EncodeImages(golden.pixels, golden.images);
+  ASSERT_TRUE(all.ok() && want_one.ok());
+  auto want_all = (*gpu)->ReadImages(*all);
+  ASSERT_TRUE(want_all.ok());
+  EXPECT_GT((*gpu)->ImagesDeviceMicros(*all), 0);
+  (*gpu)->ReleaseImages(*one);
+  (*gpu)->ReleaseImages(*all);
+
+  auto a = (*gpu)->EncodeImages(golden.pixels, golden.images);  // larger first: scratch grows
+  auto b = (*gpu)->EncodeImages(first, 1);
+  auto c = (*gpu)->EncodeImages(golden.pixels, golden.images);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  (*gpu)->ReleaseImages(*a);  // waits for its work before freeing
+  auto got_b = (*gpu)->ReadImages(*b);
+  auto got_c = (*gpu)->ReadImages(*c);
+  ASSERT_TRUE(got_b.ok() && got_c.ok());
+  EXPECT_EQ(*got_b, *want_one);
+  EXPECT_EQ(*got_c, *want_all);
+  (*gpu)->ReleaseImages(*b);
+  (*gpu)->ReleaseImages(*c);
+  EXPECT_EQ((*gpu)->live_image_batches(), 0u);
+  EXPECT_TRUE((*gpu)->Health().ok());
+}
+
 // Greedy rows without logits are sampled on the device (kernels/cuda/sample); rows that ask for
 // logits are sampled by SampleRef on the host from the same bf16 logits. Four sequences with the
 // same prompt run in the same steps — device, host, device under a mask, host under the mask — so

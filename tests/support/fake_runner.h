@@ -35,6 +35,12 @@ class FakeModelRunner : public ModelRunner {
   }
   void ReleaseImages(ImageHandle h) override { images_.erase(h); }
   size_t live_image_batches() const override { return images_.size(); }
+  // async_vision_us ≥ 0: behaves like a runner that queues vision (CUDA's second stream) and
+  // reports that device time per batch.
+  bool EncodesAsync() const override { return async_vision_us.load() >= 0; }
+  int64_t ImagesDeviceMicros(ImageHandle h) const override {
+    return images_.count(h) ? async_vision_us.load() : -1;
+  }
   StatusOr<std::vector<float>> ReadImages(ImageHandle) const override {
     return UnimplementedError("the fake runner computes no soft tokens");
   }
@@ -79,6 +85,7 @@ class FakeModelRunner : public ModelRunner {
   std::atomic<int> calls{0}, prefills{0};
   std::atomic<bool> throw_next{false};  // the next Step throws (a bug in a runner)
   std::atomic<bool> broken{false};      // Step fails and Health reports the device unusable
+  std::atomic<int64_t> async_vision_us{-1};
 
  private:
   Gemma3Config config_;

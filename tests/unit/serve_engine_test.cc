@@ -250,6 +250,25 @@ TEST(ServeEngineTest, RunNowStopsAtAStopIdOrTheLengthAndReleases) {
   }
 }
 
+// A runner that only queues vision (CUDA: a second stream) has its batches' device time reported
+// as the vision phase, not the time the call took to queue them; a synchronous one has the call's.
+TEST(ServeEngineTest, AsyncVisionReportsTheDeviceTime) {
+  {
+    Fixture f = MakeEngine(0ms, Serial(), /*start=*/false);
+    f.fake->async_vision_us = 4321;
+    auto r = f.engine->RunNow(*TextRequest(2));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->timings.vision_us, 4321);
+    EXPECT_EQ(f.fake->live_image_batches(), 0u);
+  }
+  {
+    Fixture f = MakeEngine(0ms, Serial(), /*start=*/false);
+    auto r = f.engine->RunNow(*TextRequest(2));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_LT(r->timings.vision_us, 4321);  // the fake's EncodeImages takes ~nothing
+  }
+}
+
 // On the real CPU runner: greedy decoding of 3 tokens is the prefix of 12, and the runner holds no
 // sequence afterwards.
 TEST(ServeEngineTest, GreedyRunsOnTheCpuRunnerArePrefixes) {
