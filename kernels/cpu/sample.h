@@ -5,7 +5,9 @@
 //                     torch.argmax)
 //   otherwise, in transformers' order: logits / temperature → top-k (keep every token scoring at
 //   least the k-th best) → top-p (drop the least likely tokens whose cumulative probability is
-//   ≤ 1 − top_p, keeping at least one) → softmax → one draw.
+//   ≤ 1 − top_p, keeping at least one) → softmax → one draw. Only the prefix of the sorted
+//   vocabulary that these read is ever sorted; the softmax's normaliser is summed best first when
+//   top-k bounds the kept set, else in id order over all allowed tokens.
 // Draws are counter-based: draw number `draw` of a sequence with seed s takes the uniform
 // splitmix64(s + (draw + 1) · γ), so a sequence's tokens do not depend on its batch, on which rows
 // were sampled before it, or on preemption (a recomputed sequence continues at the same counter).

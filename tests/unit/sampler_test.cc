@@ -189,6 +189,104 @@ TEST(SamplerTest, MaskedDistributionMatchesTheRestrictedSoftmax) {
   EXPECT_LT(chi2, 13.8);  // 2 degrees of freedom: the 99.9th percentile
 }
 
+// The rules of sample.h written the plain way — every allowed token sorted, probabilities of all
+// kept tokens computed up front — against SampleRef, which sorts only the prefix it reads: the
+// same token and logprob bit for bit, over vocabularies with many tied logits (bf16-like),
+// masks, temperatures, top-k (with ties at the k-th), top-p and draws.
+SampleResult PlainSample(const std::vector<float>& l, const SamplingParams& p, uint64_t draw,
+                         const uint32_t* mask) {
+  const int32_t n = static_cast<int32_t>(l.size());
+  std::vector<int32_t> order;
+  for (int32_t i = 0; i < n; ++i)
+    if (MaskAllows(mask, i)) order.push_back(i);
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  const int32_t candidates = static_cast<int32_t>(order.size());
+  double z = 0;
+  for (int32_t i = 0; i < n; ++i)
+    if (MaskAllows(mask, i)) z += std::exp(static_cast<double>(l[i]) - l[order[0]]);
+  const double log_z = l[order[0]] + std::log(z);
+  int32_t keep = candidates;
+  if (p.top_k > 0 && p.top_k < candidates) {
+    keep = p.top_k;
+    while (keep < candidates && l[order[keep]] >= l[order[p.top_k - 1]]) ++keep;
+  }
+  const double t = p.temperature, max = l[order[0]] / t;
+  std::vector<double> probs(static_cast<size_t>(keep));
+  double sum = 0;
+  for (int32_t i = 0; i < keep; ++i) probs[i] = std::exp(l[order[i]] / t - max);
+  if (keep < candidates) {
+    for (int32_t i = 0; i < keep; ++i) sum += probs[i];  // best first
+  } else {
+    for (int32_t i = 0; i < n; ++i)  // id order
+      if (MaskAllows(mask, i)) sum += std::exp(l[i] / t - max);
+  }
+  for (double& q : probs) q /= sum;
+  if (p.top_p < 1.0f) {
+    double before = 0;
+    int32_t k = 0;
+    while (k < keep && (k == 0 || before < p.top_p)) before += probs[k++];
+    keep = k;
+    double s2 = 0;
+    for (int32_t i = 0; i < keep; ++i) s2 += probs[i];
+    for (int32_t i = 0; i < keep; ++i) probs[i] /= s2;
+  }
+  double u = SampleUniform(p.seed, draw);
+  SampleResult r;
+  r.token = order[keep - 1];
+  for (int32_t i = 0; i < keep; ++i) {
+    if (u < probs[i]) {
+      r.token = order[i];
+      break;
+    }
+    u -= probs[i];
+  }
+  r.logprob = static_cast<float>(l[r.token] - log_z);
+  return r;
+}
+
+TEST(SamplerTest, SortingOnlyTheReadPrefixChangesNothing) {
+  uint64_t state = 12345;
+  auto next = [&] {
+    state += 0x9e3779b97f4a7c15ull;
+    uint64_t z = (state ^ (state >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  int cases = 0;
+  for (int32_t vocab : {1, 2, 7, 64, 300, 3000}) {
+    for (int round = 0; round < 12; ++round) {
+      // Logits on a coarse grid (many ties), spread wide or narrow.
+      const float spread = round % 3 == 0 ? 30.f : (round % 3 == 1 ? 4.f : 0.5f);
+      std::vector<float> l(static_cast<size_t>(vocab));
+      for (float& x : l) x = std::round((next() % 2001 / 1000.0 - 1.0) * spread * 8) / 8;
+      std::vector<uint32_t> mask(MaskWords(vocab), 0);
+      for (int32_t i = 0; i < vocab; ++i)
+        if (round % 4 != 0 || next() % 3 != 0) mask[i >> 5] |= 1u << (i & 31);
+      if (std::none_of(mask.begin(), mask.end(), [](uint32_t w) { return w != 0; })) mask[0] = 1;
+      const uint32_t* m = round % 2 ? mask.data() : nullptr;
+      for (float temperature : {0.3f, 1.0f, 2.5f}) {
+        for (int32_t top_k : {0, 1, 5, 50, vocab}) {
+          for (float top_p : {1.0f, 0.9f, 0.4f, 0.01f}) {
+            const SamplingParams p{temperature, std::min(top_k, vocab), top_p, next()};
+            for (uint64_t draw = 0; draw < 3; ++draw) {
+              auto got = SampleRef(l, p, draw, m);
+              ASSERT_TRUE(got.ok());
+              const SampleResult want = PlainSample(l, p, draw, m);
+              ASSERT_EQ(got->token, want.token)
+                  << "vocab " << vocab << " round " << round << " t " << temperature << " k "
+                  << top_k << " p " << top_p << " draw " << draw;
+              ASSERT_EQ(got->logprob, want.logprob);
+              ++cases;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 6 * 12 * 3 * 5 * 4 * 3);
+}
+
 TEST(SamplerTest, ValidationNamesTheParameter) {
   EXPECT_TRUE(ValidateSamplingParams({0.7f, 64, 0.95f, 1}, 262208).ok());
   EXPECT_NE(ValidateSamplingParams({NAN, 0, 1.f, 0}, 10).message().find("temperature"),
