@@ -40,8 +40,32 @@ SUMMARY="$OUT/summary.txt"
 say() { echo "$*" | tee -a "$SUMMARY"; }
 T0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - T0 ))s"; }
+# One time budget for the whole run: the device tool stops a command at its limit (600 s at most,
+# less when less device time is left), and a stage killed there may lose what it had not written.
+# Each stage's time limit is its own cap or what is left of the budget, whichever is less; a stage
+# that would get under 10 s is skipped with a line saying so. The stages run most valuable first.
+BUDGET=${VLMSERVE_CHECK_BUDGET:-560}
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+cap() { local l; l=$(left); echo $(( l < $1 ? (l > 1 ? l : 1) : $1 )); }
+has_time() {  # label
+  (( $(left) >= 10 )) && return 0
+  say "$1: skipped — the ${BUDGET} s budget is spent ($(elapsed))"
+  return 1
+}
 
 say "vlmserve GPU check $( ((DRY)) && echo '(DRY RUN on a machine without GPU)') — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+# The bundle travels packed (scripts/gpu/bundle.sh): unpack it in place, with tar's xz or Python's.
+if [[ -f "$BUNDLE/bundle.tar.xz" ]]; then
+  if tar -C "$BUNDLE" -xJf "$BUNDLE/bundle.tar.xz" 2>/dev/null ||
+     python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+       "$BUNDLE/bundle.tar.xz" "$BUNDLE"; then
+    rm -f "$BUNDLE/bundle.tar.xz"
+    say "bundle unpacked ($(elapsed))"
+  else
+    say "FAIL: cannot unpack $BUNDLE/bundle.tar.xz (neither tar -J nor Python's tarfile)"
+    exit 1
+  fi
+fi
 if [[ ! -x "$BUNDLE/bin/vlmserve_gpu_tests" ]]; then
   say "FAIL: $BUNDLE/bin/vlmserve_gpu_tests missing — run scripts/gpu/bundle.sh here and carry .gpu-bundle"
   exit 1
@@ -106,7 +130,8 @@ rm -f "$OUT/startup.tmp"
 # ---- 2b. tests -----------------------------------------------------------------------------------
 FAILED=0
 run_tests() {  # name binary log json [gtest args...]
-  timeout 300 "$2" --gtest_output="json:$4" "${@:5}" > "$3" 2>&1
+  has_time "$1" || { : > "$3"; return; }
+  timeout "$(cap 300)" "$2" --gtest_output="json:$4" "${@:5}" > "$3" 2>&1
   local rc=$?
   local line
   line=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?' "$3" | tr '\n' ' ')
@@ -156,7 +181,7 @@ FWORK=$(mktemp -d /tmp/vlmserve-fidelity.XXXXXX)
 trap 'rm -rf "$FWORK"' EXIT
 fidelity() {  # config device
   { echo; echo "==== fidelity: $(basename "$1"), --device $2 (tools/fidelity/run.sh) ===="; } >> "$OUT/gpu_tests.log"
-  timeout 540 tools/fidelity/run.sh --config "$1" --device "$2" --dump "$BIN/vlmserve-dump" \
+  timeout "$(cap 540)" tools/fidelity/run.sh --config "$1" --device "$2" --dump "$BIN/vlmserve-dump" \
     --python "$PY" --json "$OUT/fidelity.json" --work "$FWORK" > "$OUT/fidelity.tmp" 2>&1
   local rc=$?
   cat "$OUT/fidelity.tmp" >> "$OUT/gpu_tests.log"
@@ -197,7 +222,7 @@ elif [[ -f "$FWORK/model/config.json" && -f "$BUNDLE/gemma3/tokenizer.json.xz" ]
 fi
 [[ -z "$M4B" ]] && say "server stage: no 4B model (fidelity skipped or failed, or no tokenizer in the bundle): demo model only"
 if [[ -x "$BIN/vlmserve" && -x "$BIN/vlmserve-bench" && -x "$BIN/vlmserve-client" ]]; then
-  timeout 420 scripts/gpu/serve_check.sh "$BIN" "$OUT/serve.tmp" $M4B 2>&1 | tee -a "$SUMMARY"
+  timeout "$(cap 420)" scripts/gpu/serve_check.sh "$BIN" "$OUT/serve.tmp" $M4B 2>&1 | tee -a "$SUMMARY"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || { say "FAIL server stage (lines above)"; FAILED=1; }
 else
   say "server stage: skipped (no vlmserve/vlmserve-bench/vlmserve-client in $BIN: an older bundle or plan B)"
@@ -208,14 +233,14 @@ say "server stage done ($(elapsed))"
 # ---- 3. benchmarks next to PyTorch ------------------------------------------------------------
 # Ours: bench_gemm + bench_kernels → bench_ours.json; PyTorch's on the same shapes → bench_torch.json
 # (merged so that everything fits in the 8 files that come back).
-timeout 300 "$BIN/vlmserve_bench_gemm" > "$OUT/gemm.tmp" 2> "$OUT/bench.err" ||
+timeout "$(cap 300)" "$BIN/vlmserve_bench_gemm" > "$OUT/gemm.tmp" 2> "$OUT/bench.err" ||
   { say "FAIL gemm benchmark: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"; FAILED=1; }
-timeout 300 "$BIN/vlmserve_bench_kernels" > "$OUT/kernels.tmp" 2>> "$OUT/bench.err" ||
+timeout "$(cap 300)" "$BIN/vlmserve_bench_kernels" > "$OUT/kernels.tmp" 2>> "$OUT/bench.err" ||
   { say "FAIL kernel benchmark: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"; FAILED=1; }
 if python3 -c 'import torch' 2>/dev/null; then
-  timeout 300 python3 bench/torch_gemm_baseline.py > "$OUT/torch_gemm.tmp" 2>> "$OUT/bench.err" ||
+  timeout "$(cap 300)" python3 bench/torch_gemm_baseline.py > "$OUT/torch_gemm.tmp" 2>> "$OUT/bench.err" ||
     say "torch gemm baseline failed: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"
-  timeout 300 python3 bench/torch_kernels_baseline.py > "$OUT/torch_kernels.tmp" 2>> "$OUT/bench.err" ||
+  timeout "$(cap 300)" python3 bench/torch_kernels_baseline.py > "$OUT/torch_kernels.tmp" 2>> "$OUT/bench.err" ||
     say "torch kernel baseline failed: $(tail -2 "$OUT/bench.err" | tr '\n' ' ')"
 else
   echo '{"skipped": "no PyTorch on this machine"}' > "$OUT/torch_gemm.tmp"
@@ -283,7 +308,7 @@ if [[ "${VLMSERVE_CHECK_E2E:-1}" != 1 ]]; then
   echo '{"bench": "torch_e2e", "skipped": "VLMSERVE_CHECK_E2E=0"}' > "$OUT/bench_torch_e2e.json"
   say "transformers baseline: skipped (VLMSERVE_CHECK_E2E=0)"
 elif python3 -c 'import torch, transformers' 2>/dev/null; then
-  timeout 240 python3 bench/torch_e2e_baseline.py > "$OUT/bench_torch_e2e.json" 2> "$OUT/e2e.err" ||
+  timeout "$(cap 240)" python3 bench/torch_e2e_baseline.py > "$OUT/bench_torch_e2e.json" 2> "$OUT/e2e.err" ||
     say "transformers baseline failed: $(tail -3 "$OUT/e2e.err" | tr '\n' ' ')"
   python3 - "$OUT/bench_torch_e2e.json" "$OUT/bench_ours.json" <<'PY' 2>/dev/null | tee -a "$SUMMARY"
 import json, sys
@@ -320,6 +345,8 @@ SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 
 : > "$OUT/sanitizer.log"
 sanitize() {  # label cap_seconds tool binary [args...]: one run, appended to sanitizer.log
   local label="$1" cap="$2" tool="$3"; shift 3
+  has_time "$label" || return
+  cap=$(cap "$cap")
   local log="$OUT/sanitizer.tmp"
   local extra=()
   [[ "$tool" == memcheck ]] && extra=(--leak-check full)
