@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 namespace vlmserve {
 
@@ -30,6 +31,78 @@ double SampleUniform(uint64_t seed, uint64_t draw) {
   z ^= z >> 31;
   return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
+
+namespace {
+
+// The rules after the ranking (sample.h): top-k, the softmax at the temperature, top-p, the draw;
+// returns the drawn token's rank. logit_at(i): the logit of the i-th best allowed token, or
+// nullopt when the caller does not know it (a prefix from the device): then nullopt.
+// sum_all(t, max): Σ exp(logit/t − max) over every allowed token, used when top-k does not bound
+// the kept set (else the kept tokens are summed best first here).
+template <typename LogitAt, typename SumAll>
+std::optional<int32_t> DrawRank(const LogitAt& logit_at, int32_t candidates, float best_logit,
+                                const SumAll& sum_all, const SamplingParams& params,
+                                uint64_t draw) {
+  int32_t keep = candidates;
+  if (params.top_k > 0 && params.top_k < candidates) {
+    const std::optional<float> kth = logit_at(params.top_k - 1);
+    if (!kth) return std::nullopt;
+    keep = params.top_k;
+    while (keep < candidates) {  // ties with the k-th stay
+      const std::optional<float> l = logit_at(keep);
+      if (!l) return std::nullopt;
+      if (*l < *kth) break;
+      ++keep;
+    }
+  }
+  // Softmax of the scaled scores over the kept candidates (double precision). The normaliser is
+  // summed best first when top-k bounds the kept set, over the whole allowed set otherwise (the
+  // same sum but for the last bits; no sort of the vocabulary).
+  const double t = params.temperature, max = best_logit / t;
+  auto weight = [&](float logit) { return std::exp(logit / t - max); };
+  double sum = 0;
+  if (keep < candidates) {
+    for (int32_t i = 0; i < keep; ++i) sum += weight(*logit_at(i));  // read by the loop above
+  } else {
+    sum = sum_all(t, max);
+  }
+  std::vector<double> probs;  // of the ranked tokens, computed as far as they are read
+  auto prob = [&](int32_t i) -> std::optional<double> {
+    while (static_cast<int32_t>(probs.size()) <= i) {
+      const std::optional<float> l = logit_at(static_cast<int32_t>(probs.size()));
+      if (!l) return std::nullopt;
+      probs.push_back(weight(*l) / sum);
+    }
+    return probs[static_cast<size_t>(i)];
+  };
+  if (params.top_p < 1.0f) {
+    // transformers removes, from the least likely up, tokens whose cumulative probability is
+    // ≤ 1 − top_p; equivalently the most likely tokens are kept while the mass before them is
+    // < top_p. At least one token stays.
+    double before = 0;
+    int32_t p_keep = 0;
+    while (p_keep < keep && (p_keep == 0 || before < params.top_p)) {
+      const std::optional<double> q = prob(p_keep++);
+      if (!q) return std::nullopt;
+      before += *q;
+    }
+    keep = p_keep;
+    double s = 0;
+    for (int32_t i = 0; i < keep; ++i) s += probs[static_cast<size_t>(i)];
+    for (int32_t i = 0; i < keep; ++i) probs[static_cast<size_t>(i)] /= s;
+  }
+  double u = SampleUniform(params.seed, draw);
+  for (int32_t i = 0; i < keep; ++i) {
+    const std::optional<double> q = prob(i);
+    if (!q) return std::nullopt;
+    if (u < *q) return i;
+    u -= *q;
+  }
+  if (!logit_at(keep - 1)) return std::nullopt;
+  return keep - 1;  // when rounding leaves a sliver of mass
+}
+
+}  // namespace
 
 StatusOr<SampleResult> SampleRef(std::span<const float> logits, const SamplingParams& params,
                                  uint64_t draw, const uint32_t* allowed, int32_t top_logprobs) {
@@ -85,55 +158,43 @@ StatusOr<SampleResult> SampleRef(std::span<const float> logits, const SamplingPa
     r.logprob = logprob(r.token);
     return r;
   }
-  int32_t keep = candidates;
-  if (params.top_k > 0 && params.top_k < candidates) {
-    const float kth = logits[ranked(params.top_k - 1)];
-    keep = params.top_k;
-    while (keep < candidates && logits[ranked(keep)] >= kth) ++keep;  // ties with the k-th stay
-  }
-  // Softmax of the scaled scores over the kept candidates (double precision). The normaliser is
-  // summed best first when top-k bounds the kept set, in id order over the whole allowed set
-  // otherwise (the same sum but for the last bits; no sort of the vocabulary).
-  const double t = params.temperature, max = logits[best_id] / t;
-  auto weight = [&](int32_t id) { return std::exp(logits[id] / t - max); };
-  double sum = 0;
-  if (keep < candidates) {
-    for (int32_t i = 0; i < keep; ++i) sum += weight(ranked(i));
-  } else {
-    for (int32_t id = 0; id < n; ++id) {
-      if (MaskAllows(allowed, id)) sum += weight(id);
-    }
-  }
-  std::vector<double> probs;  // of the ranked tokens, computed as far as they are read
-  auto prob = [&](int32_t i) {
-    while (static_cast<int32_t>(probs.size()) <= i) {
-      probs.push_back(weight(ranked(static_cast<int32_t>(probs.size()))) / sum);
-    }
-    return probs[static_cast<size_t>(i)];
-  };
-  if (params.top_p < 1.0f) {
-    // transformers removes, from the least likely up, tokens whose cumulative probability is
-    // ≤ 1 − top_p; equivalently the most likely tokens are kept while the mass before them is
-    // < top_p. At least one token stays.
-    double before = 0;
-    int32_t p_keep = 0;
-    while (p_keep < keep && (p_keep == 0 || before < params.top_p)) before += prob(p_keep++);
-    keep = p_keep;
-    double s = 0;
-    for (int32_t i = 0; i < keep; ++i) s += probs[static_cast<size_t>(i)];
-    for (int32_t i = 0; i < keep; ++i) probs[static_cast<size_t>(i)] /= s;
-  }
-  double u = SampleUniform(params.seed, draw);
-  r.token = -1;
-  for (int32_t i = 0; i < keep; ++i) {
-    if (u < prob(i)) {
-      r.token = ranked(i);
-      break;
-    }
-    u -= prob(i);
-  }
-  if (r.token < 0) r.token = ranked(keep - 1);  // when rounding leaves a sliver of mass
+  const std::optional<int32_t> rank =
+      DrawRank([&](int32_t i) -> std::optional<float> { return logits[ranked(i)]; }, candidates,
+               logits[best_id],
+               [&](double t, double max) {  // every allowed token, in id order
+                 double sum = 0;
+                 for (int32_t id = 0; id < n; ++id) {
+                   if (MaskAllows(allowed, id)) sum += std::exp(logits[id] / t - max);
+                 }
+                 return sum;
+               },
+               params, draw);
+  r.token = ranked(*rank);  // SampleRef knows every candidate's rank: always a token
   r.logprob = logprob(r.token);
+  return r;
+}
+
+std::optional<SampleResult> SampleFromPrefix(const RankedPrefix& p, const SamplingParams& params,
+                                             uint64_t draw) {
+  const int32_t known = static_cast<int32_t>(p.ids.size());
+  if (known == 0 || p.candidates < known || p.logits.size() != p.ids.size() || !(p.z1 > 0) ||
+      (params.temperature != 0.0f && !(p.zt > 0))) {
+    return std::nullopt;
+  }
+  std::optional<int32_t> rank = 0;  // greedy: the best
+  if (params.temperature != 0.0f) {
+    rank = DrawRank(
+        [&](int32_t i) -> std::optional<float> {
+          if (i >= known) return std::nullopt;
+          return p.logits[static_cast<size_t>(i)];
+        },
+        p.candidates, p.logits[0], [&](double, double) { return p.zt; }, params, draw);
+  }
+  if (!rank) return std::nullopt;
+  SampleResult r;
+  r.token = p.ids[static_cast<size_t>(*rank)];
+  r.logprob = static_cast<float>(p.logits[static_cast<size_t>(*rank)] -
+                                 (static_cast<double>(p.logits[0]) + std::log(p.z1)));
   return r;
 }
 

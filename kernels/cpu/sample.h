@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -53,6 +54,24 @@ struct SampleResult {
 StatusOr<SampleResult> SampleRef(std::span<const float> logits, const SamplingParams& params,
                                  uint64_t draw, const uint32_t* allowed = nullptr,
                                  int32_t top_logprobs = 0);
+
+// A row's best allowed tokens as the device sampler hands them over (kernels/cuda/sample): the
+// first ids.size() tokens of SampleRef's ranking (higher logit, lower id on ties) with their
+// logits, how many tokens the row allows, and sums over all of them in double: z1 = Σ exp(l − best)
+// (the logprob's normaliser) and zt = Σ exp(l/t − best/t) at the row's temperature.
+struct RankedPrefix {
+  std::span<const int32_t> ids;
+  std::span<const float> logits;
+  int32_t candidates = 0;
+  double z1 = 0, zt = 0;
+};
+
+// SampleRef's rules (no top_logprobs) on a prefix: its token and logprob, or nullopt when the
+// rules read past the prefix (a flat distribution without top-k; the caller then samples the whole
+// row with SampleRef). The same token as SampleRef but where the sums' last bits (another
+// summation order) decide.
+std::optional<SampleResult> SampleFromPrefix(const RankedPrefix& prefix,
+                                             const SamplingParams& params, uint64_t draw);
 
 // The uniform in [0, 1) of draw number `draw` for `seed` (splitmix64 of seed + (draw + 1) · γ).
 double SampleUniform(uint64_t seed, uint64_t draw);

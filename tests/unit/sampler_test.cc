@@ -287,6 +287,78 @@ TEST(SamplerTest, SortingOnlyTheReadPrefixChangesNothing) {
   EXPECT_EQ(cases, 6 * 12 * 3 * 5 * 4 * 3);
 }
 
+// The device hands over a row's best C allowed tokens and its sums (RankedPrefix): finishing the
+// sample from them gives SampleRef's token and logprob (here the sums are SampleRef's own, so bit
+// for bit), or nullopt when the rules read past the prefix — never with the whole row as prefix.
+TEST(SamplerTest, APrefixOfTheRankingGivesSampleRefsTokenOrAsksForTheRow) {
+  uint64_t state = 777;
+  auto next = [&] {
+    state += 0x9e3779b97f4a7c15ull;
+    uint64_t z = (state ^ (state >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  int finished = 0, asked = 0;
+  for (int32_t vocab : {1, 5, 300, 5000}) {
+    for (int round = 0; round < 8; ++round) {
+      const float spread = round % 2 ? 12.f : 1.f;  // peaked or flat
+      std::vector<float> l(static_cast<size_t>(vocab));
+      for (float& x : l) x = std::round((next() % 2001 / 1000.0 - 1.0) * spread * 16) / 16;
+      std::vector<uint32_t> mask(MaskWords(vocab), 0);
+      for (int32_t i = 0; i < vocab; ++i)
+        if (next() % 4 != 0) mask[i >> 5] |= 1u << (i & 31);
+      mask[0] |= 1u;
+      const uint32_t* m = round % 4 < 2 ? mask.data() : nullptr;
+      std::vector<int32_t> order;
+      for (int32_t i = 0; i < vocab; ++i)
+        if (MaskAllows(m, i)) order.push_back(i);
+      std::sort(order.begin(), order.end(),
+                [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+      const int32_t candidates = static_cast<int32_t>(order.size());
+      const float best = l[order[0]];
+      for (float temperature : {0.0f, 0.5f, 1.0f}) {
+        double z1 = 0, zt = 0;
+        for (int32_t i = 0; i < vocab; ++i) {
+          if (!MaskAllows(m, i)) continue;
+          z1 += std::exp(static_cast<double>(l[i]) - best);
+          if (temperature > 0)
+            zt += std::exp(l[i] / double{temperature} - best / double{temperature});
+        }
+        for (int32_t known : {1, 16, 256, candidates}) {
+          known = std::min(known, candidates);
+          std::vector<float> top;
+          for (int32_t i = 0; i < known; ++i) top.push_back(l[order[i]]);
+          RankedPrefix prefix{std::span<const int32_t>(order.data(), static_cast<size_t>(known)),
+                              top, candidates, z1, zt};
+          for (int32_t top_k : {0, 1, 8, 100}) {
+            for (float top_p : {1.0f, 0.9f, 0.3f}) {
+              const SamplingParams p{temperature, std::min(top_k, vocab), top_p, next()};
+              for (uint64_t draw = 0; draw < 3; ++draw) {
+                auto want = SampleRef(l, p, draw, m);
+                ASSERT_TRUE(want.ok());
+                const std::optional<SampleResult> got = SampleFromPrefix(prefix, p, draw);
+                if (known == candidates) ASSERT_TRUE(got.has_value()) << "the whole row is known";
+                if (!got) {
+                  ++asked;
+                  continue;
+                }
+                ++finished;
+                ASSERT_EQ(got->token, want->token)
+                    << "vocab " << vocab << " round " << round << " t " << temperature << " known "
+                    << known << " k " << top_k << " p " << top_p;
+                ASSERT_EQ(got->logprob, want->logprob);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  // Peaked rows and top-k ≤ the prefix finish on the device's data; flat rows without top-k ask.
+  EXPECT_GT(finished, 4 * asked);
+  EXPECT_GT(asked, 0);
+}
+
 TEST(SamplerTest, ValidationNamesTheParameter) {
   EXPECT_TRUE(ValidateSamplingParams({0.7f, 64, 0.95f, 1}, 262208).ok());
   EXPECT_NE(ValidateSamplingParams({NAN, 0, 1.f, 0}, 10).message().find("temperature"),
