@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <optional>
 
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/rope.h"
@@ -655,12 +656,16 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const int64_t T = static_cast<int64_t>(ids.size());
   const int64_t M = static_cast<int64_t>(logit_rows.size());
 
-  // ---- where each row's sample is drawn: greedy rows on the device (kernels/cuda/sample: only
-  // the token and its logprob come back), the rest by SampleRef on the host, which needs the
-  // row's logits (as does a row that asks for them) ----
+  // ---- where each row's sample is drawn (kernels/cuda/sample): greedy rows on the device (only
+  // the token and its logprob come back); rows at a temperature ranked on the device (the best
+  // kTopCandidates tokens and the row's sums come back, the host draws: SampleFromPrefix); the
+  // rest — top_logprobs, rows that ask for logits — by SampleRef on the host from the row ----
   std::vector<int32_t> greedy_rows, greedy_mask_of;  // per device sample: logits row, mask or -1
-  std::vector<uint32_t> greedy_masks;
+  std::vector<int32_t> top_rows, top_mask_of;
+  std::vector<float> top_temps;
+  std::vector<uint32_t> greedy_masks;  // the masks of both kinds of device samples
   std::vector<int64_t> greedy_of(static_cast<size_t>(R), -1);  // step row → device sample
+  std::vector<int64_t> top_of(static_cast<size_t>(R), -1);     // step row → ranked sample
   std::vector<int64_t> host_at(static_cast<size_t>(R), -1);    // step row → its host logits
   int64_t host_rows = 0;
   {
@@ -668,17 +673,24 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
     for (int64_t r = 0; r < R; ++r) {
       const StepRow& row = rows[static_cast<size_t>(r)];
       const int64_t count = logit_count[static_cast<size_t>(r)];
-      const bool on_device = row.sample && row.sampling.temperature == 0.0f &&
-                             row.top_logprobs == 0 && row.logits == LogitsMode::kNone;
-      if (on_device) {
-        greedy_of[static_cast<size_t>(r)] = static_cast<int64_t>(greedy_rows.size());
-        greedy_rows.push_back(static_cast<int32_t>(at + count - 1));
+      const bool on_device = row.sample && row.top_logprobs == 0 && row.logits == LogitsMode::kNone;
+      auto add_mask = [&](std::vector<int32_t>& mask_of) {
         if (row.allowed) {
-          greedy_mask_of.push_back(static_cast<int32_t>(greedy_masks.size() / MaskWords(V)));
+          mask_of.push_back(static_cast<int32_t>(greedy_masks.size() / MaskWords(V)));
           greedy_masks.insert(greedy_masks.end(), row.allowed, row.allowed + MaskWords(V));
         } else {
-          greedy_mask_of.push_back(-1);
+          mask_of.push_back(-1);
         }
+      };
+      if (on_device && row.sampling.temperature == 0.0f) {
+        greedy_of[static_cast<size_t>(r)] = static_cast<int64_t>(greedy_rows.size());
+        greedy_rows.push_back(static_cast<int32_t>(at + count - 1));
+        add_mask(greedy_mask_of);
+      } else if (on_device) {
+        top_of[static_cast<size_t>(r)] = static_cast<int64_t>(top_rows.size());
+        top_rows.push_back(static_cast<int32_t>(at + count - 1));
+        top_temps.push_back(row.sampling.temperature);
+        add_mask(top_mask_of);
       } else if (count > 0) {
         host_at[static_cast<size_t>(r)] = host_rows;
         host_rows += count;
@@ -687,6 +699,8 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
     }
   }
   const int64_t G = static_cast<int64_t>(greedy_rows.size());
+  const int64_t TS = static_cast<int64_t>(top_rows.size());
+  constexpr int32_t kTopCandidates = gpu::kMaxTopCandidates;
 
   // ---- attention plans (kernels/attention_plan.h): one per layer kind, read by every layer of
   // that kind — flash-decoding for short rows with context splits, the head_dim-256 tensor-core
@@ -726,6 +740,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const size_t h_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * D) * 2);
   const size_t logits_at = cv.Add(static_cast<size_t>(std::max<int64_t>(M, 1) * V) * 2);
   const size_t greedy_at = cv.Add(static_cast<size_t>(G) * sizeof(gpu::GreedyResult));
+  const size_t top_sum_at = cv.Add(static_cast<size_t>(TS) * sizeof(gpu::TopSummary));
+  const size_t top_ids_at = cv.Add(static_cast<size_t>(TS * kTopCandidates) * 4);
+  const size_t top_values_at = cv.Add(static_cast<size_t>(TS * kTopCandidates) * 4);
   // One workspace for both plans' partials: the layers run one after another on one stream.
   const size_t ws_at = cv.Add(static_cast<size_t>(std::max(
       attn::PlanWorkspaceBytes(plan_full, H, hd), attn::PlanWorkspaceBytes(plan_sliding, H, hd))));
@@ -739,6 +756,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   const size_t grow_in = in.Add(greedy_rows.size() * 4);
   const size_t gmask_of_in = in.Add(greedy_mask_of.size() * 4);
   const size_t gmask_in = in.Add(greedy_masks.size() * 4);
+  const size_t trow_in = in.Add(top_rows.size() * 4);
+  const size_t tmask_of_in = in.Add(top_mask_of.size() * 4);
+  const size_t ttemp_in = in.Add(top_temps.size() * 4);
   auto add_plan = [&in](const attn::AttentionPlan& p) {
     return std::array<size_t, 3>{in.Add(p.decode.size() * sizeof(attn::WorkItem)),
                                  in.Add(p.prefill.size() * sizeof(attn::WorkItem)),
@@ -776,6 +796,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
   stage(grow_in, greedy_rows.data(), greedy_rows.size() * 4);
   stage(gmask_of_in, greedy_mask_of.data(), greedy_mask_of.size() * 4);
   stage(gmask_in, greedy_masks.data(), greedy_masks.size() * 4);
+  stage(trow_in, top_rows.data(), top_rows.size() * 4);
+  stage(tmask_of_in, top_mask_of.data(), top_mask_of.size() * 4);
+  stage(ttemp_in, top_temps.data(), top_temps.size() * 4);
   auto stage_plan = [&stage](const attn::AttentionPlan& p, const std::array<size_t, 3>& at) {
     stage(at[0], p.decode.data(), p.decode.size() * sizeof(attn::WorkItem));
     stage(at[1], p.prefill.data(), p.prefill.size() * sizeof(attn::WorkItem));
@@ -897,6 +920,9 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
 
   // ---- logits of the rows that need them: final norm, LM head (tied: the embedding) ----
   std::vector<gpu::GreedyResult> greedy(static_cast<size_t>(G));
+  std::vector<gpu::TopSummary> top_sums(static_cast<size_t>(TS));
+  std::vector<int32_t> top_ids(static_cast<size_t>(TS * kTopCandidates));
+  std::vector<float> top_values(top_ids.size());
   std::vector<uint16_t> host_logits(static_cast<size_t>(host_rows * V));
   if (M > 0) {
     for (int64_t i = 0; i < M; ++i) {
@@ -919,6 +945,28 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
       ga.vocab = V;
       RETURN_IF_ERROR(gpu::GreedySample(ga, stream_));
       CUDA_CHECK(cudaMemcpyAsync(greedy.data(), results, greedy.size() * sizeof(greedy[0]),
+                                 cudaMemcpyDeviceToHost, stream_));
+    }
+    if (TS > 0) {
+      gpu::TopCandidatesArgs ta;
+      ta.logits = logits;
+      ta.rows = dev_i32(trow_in);
+      ta.mask_of = dev_i32(tmask_of_in);
+      ta.masks = reinterpret_cast<const uint32_t*>(inputs + gmask_in);
+      ta.temperature = reinterpret_cast<const float*>(inputs + ttemp_in);
+      ta.ids = reinterpret_cast<int32_t*>(base + top_ids_at);
+      ta.values = reinterpret_cast<float*>(base + top_values_at);
+      ta.out = reinterpret_cast<gpu::TopSummary*>(base + top_sum_at);
+      ta.samples = TS;
+      ta.logit_rows = M;
+      ta.vocab = V;
+      ta.capacity = kTopCandidates;
+      RETURN_IF_ERROR(gpu::TopCandidates(ta, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(top_sums.data(), ta.out, top_sums.size() * sizeof(top_sums[0]),
+                                 cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(top_ids.data(), ta.ids, top_ids.size() * 4, cudaMemcpyDeviceToHost,
+                                 stream_));
+      CUDA_CHECK(cudaMemcpyAsync(top_values.data(), ta.values, top_values.size() * 4,
                                  cudaMemcpyDeviceToHost, stream_));
     }
     // The host's rows, each a contiguous run of the logits buffer.
@@ -952,12 +1000,34 @@ StatusOr<std::vector<StepOutput>> CudaModelRunner::Step(std::span<const StepRow>
     if (count == 0) continue;
     StepOutput& o = out[static_cast<size_t>(r)];
     const int64_t sample = greedy_of[static_cast<size_t>(r)];
-    if (sample >= 0) {
-      const gpu::GreedyResult& res = greedy[static_cast<size_t>(sample)];
-      if (res.allowed > 0 && res.nonfinite == 0) {
-        o.token = res.token;
-        o.logprob = res.logprob;
-        continue;
+    const int64_t ranked = top_of[static_cast<size_t>(r)];
+    if (ranked >= 0) {
+      const gpu::TopSummary& sum = top_sums[static_cast<size_t>(ranked)];
+      if (sum.count > 0) {
+        const size_t first = static_cast<size_t>(ranked * kTopCandidates);
+        RankedPrefix prefix;
+        prefix.ids = std::span<const int32_t>(top_ids.data() + first, sum.count);
+        prefix.logits = std::span<const float>(top_values.data() + first, sum.count);
+        prefix.candidates = sum.allowed;
+        prefix.z1 = sum.z1;
+        prefix.zt = sum.zt;
+        if (std::optional<SampleResult> s = SampleFromPrefix(prefix, row.sampling, row.draw)) {
+          o.token = s->token;
+          o.logprob = s->logprob;
+          continue;
+        }
+      }
+      // The rules read past the prefix (a flat distribution without top-k), or NaN/inf, or an
+      // empty mask: the row comes back for SampleRef, as below.
+    }
+    if (sample >= 0 || ranked >= 0) {
+      if (sample >= 0) {
+        const gpu::GreedyResult& res = greedy[static_cast<size_t>(sample)];
+        if (res.allowed > 0 && res.nonfinite == 0) {
+          o.token = res.token;
+          o.logprob = res.logprob;
+          continue;
+        }
       }
       // NaN/inf among the allowed logits, or a mask that allows nothing: SampleRef's rules and
       // error message decide, on this row's logits (rare: a broken model or a grammar bug).

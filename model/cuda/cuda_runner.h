@@ -24,16 +24,19 @@
 // kv_heads, head_dim] bf16, sized by `kv_pages`.
 //
 // Sampling: greedy rows on the device (kernels/cuda/sample: the token and its logprob come back,
-// not the 262,208 logits); temperature/top-k/top-p, top_logprobs, rows that ask for logits, and
-// greedy rows with NaN/inf logits or an empty mask copy their logits back for kernels/cpu/sample.h.
+// not the 262,208 logits); rows at a temperature ranked on the device (the best 512 tokens, the
+// counts and the sums come back; the host draws with kernels/cpu/sample.h's SampleFromPrefix:
+// top-k, top-p, the counter-based draw); top_logprobs, rows that ask for logits, and rows whose
+// draw reads past the 512 (a flat distribution without top-k), hold NaN/inf or whose mask allows
+// nothing copy their logits back for SampleRef.
 //
 // Weights go up through two pinned 32 MiB stages (conversion of the next tensor overlaps the copy),
 // with progress reports about every 10 % (on_load_progress; the server logs them); each step's
 // inputs are staged in pinned memory and copied once. Attention is planned once per step and layer
 // kind (kernels/attention_plan.h: flash-decoding and the head_dim-256 tensor-core prefill).
 //
-// Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: sampling at a
-// temperature on the device, CUDA graphs for decode. The KV cache is sized by model/kv_sizing.h
+// Status: WRITTEN IN A CPU SESSION AND NEVER RUN ON A GPU (issue 25). Not yet: CUDA graphs for
+// decode. The KV cache is sized by model/kv_sizing.h
 // (--kv-cache-tokens, -bytes or
 // --gpu-memory-fraction, measured after the weights are uploaded). A sticky CUDA error is reported
 // by Health() (reliability.md G10). `--device auto` keeps the CPU runner until the GPU check

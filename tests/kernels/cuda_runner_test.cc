@@ -252,11 +252,13 @@ TEST(CudaRunnerTest, QueuedVisionBatchesEqualOneAtATime) {
   EXPECT_TRUE((*gpu)->Health().ok());
 }
 
-// Greedy rows without logits are sampled on the device (kernels/cuda/sample); rows that ask for
-// logits are sampled by SampleRef on the host from the same bf16 logits. Four sequences with the
-// same prompt run in the same steps — device, host, device under a mask, host under the mask — so
-// each pair sees identical logits: tokens must be equal, logprobs equal to float rounding, and the
-// runner's bookkeeping of mixed rows (which result or logits belong to which row) is exercised.
+// Rows without logits are sampled on the device (kernels/cuda/sample: greedy there; at a
+// temperature ranked there and drawn by SampleFromPrefix); rows that ask for logits are sampled by
+// SampleRef on the host from the same bf16 logits. Eight sequences with the same prompt run in
+// the same steps, in pairs — device and host: greedy, greedy under a mask, temperature 0.8 with
+// top-k 8, temperature 1.2 with top-p 0.9 under the mask (same seeds) — so each pair sees identical
+// logits: tokens must be equal, logprobs equal to float rounding, and the runner's bookkeeping of
+// mixed rows (which result or logits belong to which row) is exercised.
 TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
   SKIP_WITHOUT_GPU();
   const std::string dir = testing::FixturePath("decoder/gqa2_two_images");
@@ -275,7 +277,7 @@ TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
   for (int64_t id = 1; id < V; id += 3) mask[static_cast<size_t>(id >> 5)] |= 1u << (id & 31);
 
   testing::StepDriver d(**gpu);
-  constexpr int kSeqs = 4;  // 1: device, 2: host, 3: device + mask, 4: host + mask
+  constexpr int kSeqs = 8;  // pairs (device, host): greedy, + mask, temperature, + mask
   std::vector<std::vector<int32_t>> last(kSeqs);
   for (int step = 0; step < 8; ++step) {
     std::vector<StepRow> rows;
@@ -287,7 +289,9 @@ TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
         r.token_types = golden.types;
         r.images = refs;
       }
-      if (s >= 2) r.allowed = mask.data();
+      if (s == 2 || s == 3 || s >= 6) r.allowed = mask.data();
+      if (s >= 4)
+        r.sampling = s < 6 ? SamplingParams{0.8f, 8, 1.0f, 5} : SamplingParams{1.2f, 0, 0.9f, 6};
       rows.push_back(r);
     }
     auto out = d.Run(rows);
@@ -300,7 +304,7 @@ TEST(CudaRunnerSamplingTest, DeviceGreedyEqualsSampleRefOnTheSameLogits) {
       ASSERT_EQ(host.logits.size(), static_cast<size_t>(V));
       EXPECT_EQ(dev.token, host.token) << "step " << step << " sequence " << s + 1;
       EXPECT_NEAR(dev.logprob, host.logprob, 1e-5 * (1 + std::fabs(host.logprob)));
-      if (s >= 2) {
+      if (s == 2 || s >= 6) {
         EXPECT_EQ(dev.token % 3, 1) << "the mask allows every third id only";
       }
     }

@@ -337,7 +337,9 @@ TEST(SamplerTest, APrefixOfTheRankingGivesSampleRefsTokenOrAsksForTheRow) {
                 auto want = SampleRef(l, p, draw, m);
                 ASSERT_TRUE(want.ok());
                 const std::optional<SampleResult> got = SampleFromPrefix(prefix, p, draw);
-                if (known == candidates) ASSERT_TRUE(got.has_value()) << "the whole row is known";
+                if (known == candidates) {
+                  ASSERT_TRUE(got.has_value()) << "the whole row is known";
+                }
                 if (!got) {
                   ++asked;
                   continue;
